@@ -1,0 +1,93 @@
+"""Latchkey: API key management as a Flask JSON:API service."""
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+from limits import parse_many
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config_class=Config, **overrides):
+    """Return a configured application: `config_class`, then keyword `overrides`."""
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _configure_secrets(app)
+    _configure_database(app)
+    _configure_rate_limits(app)
+
+    if app.config["TRUSTED_PROXIES"] > 0:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    from app import extensions, models  # noqa: F401  (models register their tables)
+    from app.api import api, health
+    from app.api.helpers import errors
+    from app.services import usage
+
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(app, extensions.db, directory=str(Path(__file__).parent.parent / "migrations"),
+                                render_as_batch=True, compare_type=True)
+    extensions.jwt.init_app(app)
+    extensions.limiter.init_app(app)
+    if app.config["CORS_ORIGINS"]:
+        extensions.cors.init_app(app, resources={r"/v1/*": {"origins": app.config["CORS_ORIGINS"]}},
+                                 supports_credentials=False)
+    api.init_app(app)
+    app.register_blueprint(health.bp)
+    errors.init_app(app)
+    usage.init_app(app)
+
+    from app import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _configure_secrets(app):
+    """Require SECRET_KEY and JWT_SECRET_KEY in production; in development keep generated ones."""
+    missing = [name for name in ("SECRET_KEY", "JWT_SECRET_KEY") if not app.config.get(name)]
+    if not missing:
+        return
+    if app.config["ENV_NAME"] == "production":
+        raise RuntimeError(f"Refusing to start in production without {', '.join(missing)} set.")
+    path = Path(app.instance_path) / "secrets.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    for name in missing:
+        stored.setdefault(name, secrets.token_urlsafe(48))
+        app.config[name] = stored[name]
+    path.write_text(json.dumps(stored))
+    os.chmod(path, 0o600)
+
+
+def _configure_database(app):
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'latchkey.db'}"
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith(("postgres://", "postgresql://")):  # psycopg 3, not psycopg2
+        app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.split("://", 1)[1]
+
+
+def _configure_rate_limits(app):
+    """Map RATE_LIMIT_DEFAULTS onto flask-limiter, refusing to start on a value it cannot parse."""
+    for name in ("RATE_LIMIT_DEFAULTS", "RATE_LIMIT_LOGIN", "RATE_LIMIT_SIGNUP"):
+        try:
+            parse_many(app.config[name])
+        except ValueError:
+            raise RuntimeError(
+                f"{name}={app.config[name]!r} is not a valid rate limit; use e.g. "
+                "'200 per minute;5000 per hour'") from None
+    app.config["RATELIMIT_DEFAULT"] = app.config["RATE_LIMIT_DEFAULTS"]
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    app.config["RATELIMIT_SWALLOW_ERRORS"] = app.config["RATELIMIT_ON_STORAGE_ERROR"] == "open"
+    if app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        log.warning("Rate limits are kept in memory: they hold for one process only. "
+                    "Set REDIS_URL or RATELIMIT_STORAGE_URI when running several workers or hosts.")

@@ -1,0 +1,8 @@
+"""The /v1 JSON:API: every resource module registers its own routes on `bp` through `api`."""
+from flask import Blueprint
+from flask_rest_jsonapi_next import Api
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+api = Api(blueprint=bp)
+
+from app.api import api_keys, auth, key_actions, scopes, users  # noqa: E402,F401  (route registration)

@@ -1,0 +1,215 @@
+"""The `api-key` resource: ApiKeyList, ApiKeyDetail and ApiKeyRelationship, hanging off the user."""
+from datetime import timedelta
+
+from flask import current_app, request
+from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship, SqlalchemyDataLayer
+from flask_rest_jsonapi_next.exceptions import InvalidFilters
+from flask_rest_jsonapi_next.querystring import QueryStringManager
+from sqlalchemy import or_
+from sqlalchemy.orm import selectinload
+from werkzeug.datastructures import ImmutableMultiDict
+
+from app.api import api
+from app.api.helpers.auth import Guarded, current_actor, require
+from app.api.helpers.errors import ApiError
+from app.api.helpers.documents import stringify_linkage
+from app.api.helpers.permissions import get_owned_key, get_visible_user, owner_filter
+from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
+from app.extensions import db
+from app.models import ApiKey, User
+from app.models.api_key import ACTIVE, EXPIRED
+from app.models.types import utcnow
+from app.services import lifecycle
+from app.services import scopes as scope_rules
+from app.services.verifier import forget_cached_keys
+
+# Filters the generic JSON filter may use, and the operators it may apply.
+FILTERABLE = {"name", "created_at", "expires_at", "last_used_at", "description"}
+OPERATORS = {"eq", "ne", "in_", "notin_", "like", "ilike", "startswith", "endswith", "contains",
+             "lt", "le", "gt", "ge", "is_", "isnot", "between"}
+# Simple filters handled here rather than by the library: status is partly derived, tags are JSON.
+CUSTOM_FILTERS = ("filter[status]", "filter[tag]")
+STATUSES = ("active", "suspended", "revoked", "expired")
+
+
+def check_grantable(actor, scopes):
+    """Refuse scopes the actor could not hold itself: a key never mints beyond its own scopes,
+    and only an admin grants admin-only scopes (or wildcards that cover them)."""
+    for scope in scopes:
+        if actor.scopes is not None and not scope_rules.allows(actor.scopes, scope):
+            raise ApiError(403, "Scope not grantable", f"The calling key does not hold {scope!r}.",
+                           code="SCOPE_NOT_GRANTABLE", pointer="/data/attributes/scopes")
+        admin_only = [s for s in scope_rules.ADMIN_ONLY if scope_rules.covers(scope, s)]
+        if admin_only and not actor.is_admin:
+            raise ApiError(403, "Scope not grantable", f"Only an administrator may grant {admin_only[0]!r}.",
+                           code="SCOPE_NOT_GRANTABLE", pointer="/data/attributes/scopes")
+
+
+def check_expiry(expires_at):
+    if expires_at is None:
+        return
+    now = utcnow()
+    if expires_at <= now:
+        raise ApiError(422, "Validation error", "expires-at must be in the future.",
+                       pointer="/data/attributes/expires-at")
+    days = current_app.config["API_KEY_MAX_LIFETIME_DAYS"]
+    if expires_at > now + timedelta(days=days):
+        raise ApiError(422, "Validation error", f"expires-at must be within {days} days.",
+                       pointer="/data/attributes/expires-at")
+
+
+def _apply_allowances(data):
+    for kind in ("quota", "budget"):
+        if kind in data:
+            value = data.pop(kind) or {}
+            data[f"{kind}_limit"], data[f"{kind}_period"] = value.get("limit"), value.get("period")
+
+
+def _check_filter_tree(node):
+    if not isinstance(node, dict):
+        raise InvalidFilters("Each filter must be an object.")
+    for combinator in ("and", "or"):
+        if combinator in node:
+            for child in node[combinator] if isinstance(node[combinator], list) else [None]:
+                _check_filter_tree(child)
+            return
+    if "not" in node:
+        return _check_filter_tree(node["not"])
+    name = str(node.get("name", "")).replace("-", "_")
+    if name not in FILTERABLE or node.get("op") not in OPERATORS:
+        raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
+
+
+class ApiKeyLayer(SqlalchemyDataLayer):
+    def query(self, view_kwargs):
+        """The caller's keys (an admin's: everyone's), or one user's keys for /users/<id>/api-keys."""
+        actor = require("keys:read")
+        query = owner_filter(self.session.query(ApiKey), ApiKey.user_id, actor)
+        if view_kwargs.get("id") is not None:
+            get_visible_user(view_kwargs["id"], actor)
+            query = query.filter(ApiKey.user_id == view_kwargs["id"])
+        status, tag = request.args.get("filter[status]"), request.args.get("filter[tag]")
+        if status is not None:
+            query = query.filter(_status_clause(status))
+        if tag is not None:
+            query = query.filter(ApiKey.tags.cast(db.String).contains(f'"{tag}"', autoescape=True))
+        if not request.args.get("sort"):
+            query = query.order_by(ApiKey.id)
+        return query.options(selectinload(ApiKey.user))
+
+    def filter_query(self, query, filter_info, model):
+        for node in filter_info or ():
+            _check_filter_tree(node)
+        return super().filter_query(query, filter_info, model)
+
+    def retrieve_object_query(self, view_kwargs, filter_field, filter_value):
+        query = super().retrieve_object_query(view_kwargs, filter_field, filter_value)
+        return owner_filter(query, ApiKey.user_id, require())
+
+    def before_create_object(self, data, view_kwargs):
+        actor = require("keys:write")
+        owner_id = int(data.pop("user", None) or actor.user_id)
+        if owner_id != actor.user_id:
+            if not actor.is_admin:
+                raise ApiError(403, "Forbidden", "Only an administrator may create keys for another user.",
+                               code="ADMIN_REQUIRED", pointer="/data/relationships/user")
+            if db.session.get(User, owner_id) is None:
+                raise ApiError(404, "Not found", "User not found.", pointer="/data/relationships/user")
+        check_grantable(actor, data.get("scopes", []))
+        check_expiry(data.get("expires_at"))
+        if data.pop("revoked_at", None) is not None:
+            raise ApiError(422, "Validation error", "A new key cannot be revoked.",
+                           pointer="/data/attributes/revoked-at")
+        _apply_allowances(data)
+        try:
+            lifecycle.reserve_key_slot(owner_id, current_app.config["API_KEY_MAX_PER_USER"])
+        except lifecycle.KeyLimitError as error:
+            raise ApiError(409, "Too many keys", str(error), code="KEY_LIMIT_REACHED") from None
+        data.update(lifecycle.new_secret_fields(current_app.config["API_KEY_PREFIX"]), user_id=owner_id)
+
+    def before_update_object(self, obj, data, view_kwargs):
+        actor = require("keys:write")
+        if "user" in data and str(data.pop("user")) != str(obj.user_id):
+            raise ApiError(403, "Forbidden", "A key cannot be moved to another owner.",
+                           code="OWNER_IMMUTABLE", pointer="/data/relationships/user")
+        if obj.status == "revoked":
+            raise ApiError(409, "Conflict", "A revoked key cannot be changed.", code="KEY_REVOKED")
+        if "scopes" in data:
+            check_grantable(actor, data["scopes"])
+        if "expires_at" in data:
+            check_expiry(data["expires_at"])
+        if data.pop("revoked_at", None) is not None:  # PATCH revoked-at: revoke, as the design says
+            lifecycle.revoke(obj)
+        _apply_allowances(data)
+
+    def after_update_object(self, obj, data, view_kwargs):
+        forget_cached_keys()
+
+    def after_delete_object(self, obj, view_kwargs):
+        forget_cached_keys()
+
+
+def _status_clause(status):
+    now = utcnow()
+    if status not in STATUSES:
+        raise ApiError(400, "Invalid filter", f"status is one of {', '.join(STATUSES)}.",
+                       parameter="filter[status]")
+    if status == EXPIRED:
+        return (ApiKey.status == ACTIVE) & (ApiKey.expires_at <= now)
+    if status == ACTIVE:
+        return (ApiKey.status == ACTIVE) & or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
+    return ApiKey.status == status
+
+
+_layer = {"class": ApiKeyLayer, "session": db.session, "model": ApiKey}
+_read_write = {"GET": "keys:read", "POST": "keys:write", "PATCH": "keys:write", "DELETE": "keys:write"}
+
+
+class ApiKeyList(Guarded, ResourceList):
+    """GET: the caller's keys (admins: all), or one user's. POST: create; the secret is in this 201 only."""
+
+    schema = ApiKeySchema
+    post_response_schema = ApiKeyCreatedSchema
+    methods = ["GET", "POST"]
+    required_scopes = _read_write
+    view_kwargs = True
+    data_layer = _layer
+
+    def get_collection(self, qs, kwargs, filters=None, as_query=True):
+        generic = ImmutableMultiDict([(k, v) for k, v in qs.qs.items(multi=True) if k not in CUSTOM_FILTERS])
+        qs = QueryStringManager(generic, self.schema)
+        return super().get_collection(qs, kwargs, filters=None, as_query=as_query)
+
+    def before_post(self, args, kwargs, data=None):
+        if kwargs.get("id") is not None:
+            raise ApiError(405, "Method not allowed", "Create keys with POST /v1/api-keys.")
+
+
+class ApiKeyDetail(Guarded, ResourceDetail):
+    schema = ApiKeySchema
+    methods = ["GET", "PATCH", "DELETE"]
+    required_scopes = _read_write
+    patch_schema_kwargs = {"partial": True}
+    data_layer = _layer
+
+
+class ApiKeyRelationship(Guarded, ResourceRelationship):
+    """The owner of a key: readable, never transferable."""
+
+    schema = ApiKeySchema
+    methods = ["GET", "PATCH"]
+    required_scopes = _read_write
+    data_layer = _layer
+
+    def before_patch(self, args, kwargs, json_data=None):
+        get_owned_key(kwargs["id"], current_actor())
+        raise ApiError(403, "Forbidden", "A key cannot be moved to another owner.", code="OWNER_IMMUTABLE",
+                       pointer="/data")
+
+    def after_get(self, result):
+        return stringify_linkage(result)
+
+
+api.route(ApiKeyList, "api_key_list", "/api-keys", "/users/<int:id>/api-keys")
+api.route(ApiKeyDetail, "api_key_detail", "/api-keys/<int:id>")
+api.route(ApiKeyRelationship, "api_key_user_relationship", "/api-keys/<int:id>/relationships/user")

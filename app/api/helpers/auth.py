@@ -1,0 +1,154 @@
+"""Who is calling: a JWT session, an API key acting as its owner, or nobody.
+
+The actor is resolved once per request and cached on `g`; the rate limiter's key function and
+every resource use the same answer.
+"""
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+from flask_jwt_extended import decode_token
+
+from app.api.helpers.errors import ApiError
+from app.extensions import db
+from app.models import RevokedSession, User
+from app.models.types import utcnow
+from app.services import usage
+from app.services import scopes as scope_rules
+from app.services.key_format import looks_like_key
+from app.services.verifier import Outcome, check_key
+
+# A key that fails to authenticate answers 401 with its reason as the error code, except an
+# address outside the key's allowlist, which is a 403.
+_KEY_FAILURES = {
+    Outcome.NOT_FOUND: (401, "Unknown API key", "The API key is unknown or malformed."),
+    Outcome.REVOKED: (401, "Revoked API key", "The API key has been revoked."),
+    Outcome.SUSPENDED: (401, "Suspended API key", "The API key is suspended."),
+    Outcome.EXPIRED: (401, "Expired API key", "The API key has expired."),
+    Outcome.FORBIDDEN: (403, "Address not allowed", "The API key may not be used from this address."),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The user a request acts as, narrowed to a key's scopes when it came with a key."""
+
+    user_id: int
+    owner_is_admin: bool
+    key_id: int | None = None
+    scopes: tuple | None = None  # None: a JWT session, which may do all its user may do
+    session_id: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        return self.scopes is None or scope_rules.allows(self.scopes, scope)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.owner_is_admin and self.allows("admin:access")
+
+    @property
+    def identity(self) -> str:
+        return f"key:{self.key_id}" if self.key_id is not None else f"user:{self.user_id}"
+
+
+def unauthorized(detail, code, title="Unauthorized"):
+    return ApiError(401, title, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _credential():
+    """Return (kind, value) from the headers; kind is 'key', 'jwt' or None."""
+    prefix = current_app.config["API_KEY_PREFIX"]
+    for name, value in request.args.items(multi=True):
+        if name.lower() in ("api_key", "apikey", "key", "access_token", "token") or looks_like_key(value, prefix):
+            raise ApiError(400, "Credentials in the query string",
+                           "Send API keys and tokens in a header, never in the URL.",
+                           code="CREDENTIAL_IN_QUERY", parameter=name)
+    if request.headers.get("X-API-Key"):
+        return "key", request.headers["X-API-Key"].strip()
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if not scheme:
+        return None, None
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value:
+        raise unauthorized("Use 'Authorization: Bearer <token or key>'.", "INVALID_AUTHORIZATION")
+    return ("key" if looks_like_key(value, prefix) else "jwt"), value
+
+
+def decode_session_token(token: str, expected_type: str):
+    """Return (claims, user) for a valid, unrevoked token of `expected_type`; raise 401 otherwise."""
+    try:
+        claims = decode_token(token)
+    except Exception:  # every PyJWT / flask-jwt-extended failure is the same 401
+        raise unauthorized("The token is invalid or expired.", "INVALID_TOKEN") from None
+    if claims.get("type") != expected_type:
+        raise unauthorized(f"An {expected_type} token is required.", "WRONG_TOKEN_TYPE")
+    if db.session.get(RevokedSession, claims.get("sid", "")) is not None:
+        raise unauthorized("The session has been logged out.", "TOKEN_REVOKED")
+    user = db.session.get(User, int(claims["sub"])) if str(claims.get("sub", "")).isdigit() else None
+    if user is None:
+        raise unauthorized("The token's user no longer exists.", "INVALID_TOKEN")
+    return claims, user
+
+
+def _resolve():
+    kind, value = _credential()
+    if kind == "jwt":
+        claims, user = decode_session_token(value, "access")
+        return Actor(user.id, user.is_admin, session_id=claims["sid"])
+    if kind == "key":
+        outcome, record = check_key(value, request.remote_addr)
+        if outcome in _KEY_FAILURES:
+            status, title, detail = _KEY_FAILURES[outcome]
+            error = (unauthorized(detail, outcome.value, title) if status == 401
+                     else ApiError(status, title, detail, code=outcome.value))
+            raise error
+        g.api_key_record = record
+        usage.buffer().key_used(record.id, utcnow())
+        return Actor(record.user_id, record.owner_is_admin, record.id, record.scopes)
+    return None
+
+
+def current_actor():
+    """Return the request's Actor, or None when no credential was sent; raise on a bad one."""
+    if "actor_resolved" not in g:
+        g.actor_resolved = True
+        try:
+            g.actor, g.auth_error = _resolve(), None
+        except ApiError as error:
+            g.actor, g.auth_error = None, error
+    if g.auth_error is not None:
+        raise g.auth_error
+    return g.actor
+
+
+def require(scope: str | None = None) -> Actor:
+    """Return the authenticated actor; 401 without one, 403 if a key lacks `scope`."""
+    actor = current_actor()
+    if actor is None:
+        raise unauthorized("Authentication required: send a JWT or an API key.", "UNAUTHENTICATED")
+    if scope and not actor.allows(scope):
+        raise ApiError(403, "Insufficient scope", f"The API key lacks the scope '{scope}'.",
+                       code="INSUFFICIENT_SCOPES")
+    return actor
+
+
+def require_admin(scope: str | None = None) -> Actor:
+    """Return the actor if it may use admin rights; 403 otherwise."""
+    actor = require(scope)
+    if not actor.is_admin:
+        raise ApiError(403, "Forbidden", "Only an administrator may do this.", code="ADMIN_REQUIRED")
+    return actor
+
+
+class Guarded:
+    """Mixin for resources: authenticate, and check the scope the HTTP method needs.
+
+    `required_scopes` maps a method to its scope; methods in `anonymous_methods` skip the check.
+    """
+
+    required_scopes: dict = {}
+    anonymous_methods: tuple = ()
+
+    def dispatch_request(self, *args, **kwargs):
+        if request.method not in self.anonymous_methods:
+            require(self.required_scopes.get(request.method))
+        return super().dispatch_request(*args, **kwargs)

@@ -1,0 +1,97 @@
+"""JSON:API error documents: one exception type, one handler for everything else."""
+import logging
+
+import marshmallow
+from flask import current_app, json, make_response
+from flask_rest_jsonapi_next import JsonApiException
+from flask_rest_jsonapi_next.error_responses.exception_converters import convert
+from marshmallow_jsonapi.exceptions import IncorrectTypeError
+from sqlalchemy.exc import IntegrityError, NoResultFound
+from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException, default_exceptions
+
+JSONAPI = "application/vnd.api+json"
+log = logging.getLogger(__name__)
+
+
+class ApiError(JsonApiException):
+    """An error answered as a JSON:API document; `code` is a stable machine-readable reason."""
+
+    def __init__(self, status, title, detail="", *, code=None, pointer=None, parameter=None,
+                 headers=None):
+        source = {"pointer": pointer} if pointer else {"parameter": parameter} if parameter else None
+        super().__init__(detail=detail, source=source, title=title, status=str(status), code=code)
+        self.headers = headers or {}
+
+
+def not_found(what="Resource", parameter="id"):
+    """Return the 404 used for missing *and* foreign objects, so neither leaks."""
+    return ApiError(404, "Not found", f"{what} not found.", parameter=parameter)
+
+
+def error_document(errors, status, headers=None):
+    """Return a response carrying a JSON:API `errors` document."""
+    body = {"errors": errors, "jsonapi": {"version": "1.0"}}
+    response = make_response(json.dumps(body), int(status))
+    response.headers["Content-Type"] = JSONAPI
+    response.headers.update(headers or {})
+    return response
+
+
+def _error(status, title, detail, **extra):
+    return {"status": str(status), "title": title, "detail": detail, **extra}
+
+
+def handle_error(exc):
+    """Turn any exception into a JSON:API error document; never a traceback or an HTML page."""
+    if isinstance(exc, ApiError) or isinstance(exc, JsonApiException):
+        errors = [exc.to_dict()]
+        errors[0]["status"] = str(exc.status)
+        return error_document(errors, exc.status, getattr(exc, "headers", None))
+    if isinstance(exc, IncorrectTypeError):
+        return error_document([_error(409, "Incorrect type", exc.detail,
+                                      source={"pointer": exc.pointer})], 409)
+    if isinstance(exc, marshmallow.ValidationError):
+        errors = []
+        for item in convert(exc):
+            detail = item.get("detail")
+            detail = " ".join(map(str, detail)) if isinstance(detail, list) else str(detail)
+            errors.append(_error(422, item.get("title") or "Validation error", detail,
+                                 source=item.get("source") or {"pointer": "/data"}))
+        return error_document(errors, 422)
+    if isinstance(exc, NoResultFound):
+        return error_document([_error(404, "Not found", "Resource not found.",
+                                      source={"parameter": "id"})], 404)
+    if isinstance(exc, (StaleDataError, IntegrityError)):
+        _rollback()
+        return error_document([_error(409, "Conflict", "The resource was changed concurrently "
+                                      "or conflicts with another one; retry.")], 409)
+    if isinstance(exc, HTTPException):
+        detail = exc.description or exc.name
+        if exc.code == 429:
+            detail = f"Rate limit exceeded: {exc.description}."
+            return error_document([_error(429, "Too many requests", detail,
+                                          code="RATE_LIMITED")], 429)
+        headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+        return error_document([_error(exc.code, exc.name, detail)], exc.code, headers)
+    _rollback()
+    # The type and traceback only: messages of SQL errors carry no parameters (hide_parameters).
+    log.error("Unhandled %s", type(exc).__name__, exc_info=exc)
+    return error_document([_error(500, "Internal server error",
+                                  "The server could not complete the request.")], 500)
+
+
+def _rollback():
+    from app.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the session may be unusable; the request is failing anyway
+        current_app.logger.warning("rollback after an error failed")
+
+
+def init_app(app):
+    """Answer every error, from our code, Flask, werkzeug or a library, as JSON:API."""
+    app.register_error_handler(Exception, handle_error)
+    for code in default_exceptions:  # overrides the per-code handlers the JSON:API library installs
+        app.register_error_handler(code, handle_error)

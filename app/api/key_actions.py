@@ -1,0 +1,54 @@
+"""Lifecycle actions on a key: revoke (final), suspend, reactivate, rotate."""
+from flask import current_app
+
+from app.api import bp
+from app.api.helpers.auth import require
+from app.api.helpers.documents import document
+from app.api.helpers.errors import ApiError
+from app.api.helpers.permissions import get_owned_key
+from app.api.helpers.requests import optional_json_body
+from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
+from app.extensions import db
+from app.services import lifecycle
+from app.services.verifier import forget_cached_keys
+
+
+def _act(key_id, action):
+    """Apply `action` to a key the caller may touch, commit, and return the key."""
+    key = get_owned_key(key_id, require("keys:write"))
+    try:
+        action(key)
+    except lifecycle.KeyStateError as error:
+        db.session.rollback()
+        raise ApiError(409, "Conflict", str(error), code="INVALID_KEY_STATE") from None
+    db.session.commit()
+    forget_cached_keys()
+    return key
+
+
+@bp.post("/api-keys/<int:key_id>/revoke")
+def revoke_key(key_id):
+    """Revoke a key for good; a second revoke is a 409."""
+    return document(ApiKeySchema, _act(key_id, lifecycle.revoke))
+
+
+@bp.post("/api-keys/<int:key_id>/suspend")
+def suspend_key(key_id):
+    return document(ApiKeySchema, _act(key_id, lifecycle.suspend))
+
+
+@bp.post("/api-keys/<int:key_id>/reactivate")
+def reactivate_key(key_id):
+    return document(ApiKeySchema, _act(key_id, lifecycle.reactivate))
+
+
+@bp.post("/api-keys/<int:key_id>/rotate")
+def rotate_key(key_id):
+    """Return 201 with the new secret (shown once); `grace-period` seconds keep the old one valid."""
+    grace = optional_json_body().get("grace-period", 0)
+    maximum = current_app.config["API_KEY_MAX_GRACE_SECONDS"]
+    if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= maximum:
+        raise ApiError(422, "Validation error", f"grace-period is a whole number of seconds from 0 to {maximum}.",
+                       pointer="/data/attributes/grace-period")
+    prefix = current_app.config["API_KEY_PREFIX"]
+    return document(ApiKeyCreatedSchema, _act(key_id, lambda key: lifecycle.rotate(key, grace, prefix)), 201)

@@ -1,0 +1,135 @@
+"""The `api-key` resource. Digest, start, last4, owner, timestamps and usage are read-only:
+sending them is a 422 naming the field. The secret is only in `ApiKeyCreatedSchema`."""
+import ipaddress
+import json
+import re
+
+from limits import parse_many
+from marshmallow import ValidationError, validate, validates
+from marshmallow_jsonapi import fields
+from marshmallow_jsonapi.flask import Relationship, Schema
+
+from app.api.schema import dasherize
+from app.services import scopes as scope_rules
+from app.services.allowances import PERIODS, allowance_state
+
+TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,31}$")
+MAX_TAGS = 20
+MAX_ALLOWED_IPS = 50
+MAX_METADATA_BYTES = 4096
+
+
+def _validate_allowance(value):
+    if not isinstance(value, dict) or set(value) != {"limit", "period"}:
+        raise ValidationError("Give an object with exactly 'limit' and 'period'.")
+    limit, period = value["limit"], value["period"]
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10**12:
+        raise ValidationError("'limit' must be a whole number from 1 to 10^12.")
+    if period not in PERIODS:
+        raise ValidationError(f"'period' must be one of {', '.join(PERIODS)}.")
+
+
+class ApiKeySchema(Schema):
+    class Meta:
+        type_ = "api-key"
+        self_view = "v1.api_key_detail"
+        self_view_kwargs = {"id": "<id>"}
+        self_view_many = "v1.api_key_list"
+        inflect = dasherize
+
+    id = fields.Str(dump_only=True)
+    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    description = fields.Str(allow_none=True, validate=validate.Length(max=1000))
+    scopes = fields.List(fields.Str(), load_default=list)
+    status = fields.Method("get_status", dump_only=True)
+    start = fields.Str(dump_only=True)
+    last4 = fields.Str(dump_only=True)
+    expires_at = fields.AwareDateTime(allow_none=True, default_timezone=None)
+    revoked_at = fields.AwareDateTime(allow_none=True)
+    suspended_at = fields.DateTime(dump_only=True)
+    last_used_at = fields.DateTime(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+    allowed_ips = fields.List(fields.Str(), load_default=list)
+    metadata = fields.Dict(attribute="key_metadata", data_key="metadata", load_default=dict)
+    tags = fields.List(fields.Str(), load_default=list)
+    rate_limit = fields.Str(allow_none=True, validate=validate.Length(max=200))
+    quota = fields.Method("get_quota", deserialize="load_allowance", allow_none=True)
+    budget = fields.Method("get_budget", deserialize="load_allowance", allow_none=True)
+    rotation_grace_until = fields.DateTime(attribute="previous_valid_until", dump_only=True)
+    user = Relationship(
+        self_view="v1.api_key_user_relationship",
+        self_view_kwargs={"id": "<id>"},
+        related_view="v1.user_detail",
+        related_view_kwargs={"id": "<user_id>"},
+        include_resource_linkage=True,
+        schema="UserSchema",
+        type_="user",
+    )
+
+    def get_status(self, key):
+        return key.effective_status()
+
+    def get_quota(self, key):
+        return allowance_state(key, "quota")
+
+    def get_budget(self, key):
+        return allowance_state(key, "budget")
+
+    def load_allowance(self, value):
+        if value is None:
+            return None
+        _validate_allowance(value)
+        return value
+
+    @validates("scopes")
+    def _scopes(self, value, **kwargs):
+        if len(value) > scope_rules.MAX_SCOPES:
+            raise ValidationError(f"At most {scope_rules.MAX_SCOPES} scopes.")
+        bad = [scope for scope in value if not scope_rules.is_valid_scope(scope)]
+        if bad:
+            raise ValidationError(f"Invalid scope {bad[0]!r}: use 'word:word', '*' as a wildcard segment.")
+
+    @validates("allowed_ips")
+    def _allowed_ips(self, value, **kwargs):
+        if len(value) > MAX_ALLOWED_IPS:
+            raise ValidationError(f"At most {MAX_ALLOWED_IPS} addresses or networks.")
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValidationError(f"{cidr!r} is not an IPv4/IPv6 address or CIDR network.") from None
+
+    @validates("metadata")
+    def _metadata(self, value, **kwargs):
+        if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+            raise ValidationError(f"Metadata must serialize to at most {MAX_METADATA_BYTES} bytes.")
+
+    @validates("tags")
+    def _tags(self, value, **kwargs):
+        if len(value) > MAX_TAGS:
+            raise ValidationError(f"At most {MAX_TAGS} tags.")
+        bad = [tag for tag in value if not TAG_RE.match(tag)]
+        if bad:
+            raise ValidationError(f"Invalid tag {bad[0]!r}: 1-32 of a-z 0-9 _ . : -")
+
+    @validates("rate_limit")
+    def _rate_limit(self, value, **kwargs):
+        if value is None:
+            return
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValidationError("Use flask-limiter notation, e.g. '100/minute;10000/day'.") from None
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    """The one response that carries the secret: the 201 of a creation or a rotation."""
+
+    class Meta:
+        type_ = "api-key"
+        self_view = "v1.api_key_detail"
+        self_view_kwargs = {"id": "<id>"}
+        inflect = dasherize
+
+    secret = fields.Str(attribute="plaintext_secret", dump_only=True)

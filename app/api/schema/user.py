@@ -1,0 +1,41 @@
+"""The `user` resource: the password is load-only and only its hash is kept."""
+from flask import current_app
+from marshmallow import ValidationError, validate
+from marshmallow_jsonapi import fields
+from marshmallow_jsonapi.flask import Relationship, Schema
+
+from app.api.schema import dasherize
+
+
+def _password_policy(value: str):
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(value) < minimum:
+        raise ValidationError(f"The password must be at least {minimum} characters long.")
+    if len(value) > 1024:
+        raise ValidationError("The password must be at most 1024 characters long.")
+
+
+class UserSchema(Schema):
+    class Meta:
+        type_ = "user"
+        self_view = "v1.user_detail"
+        self_view_kwargs = {"id": "<id>"}
+        self_view_many = "v1.user_list"
+        inflect = dasherize
+
+    id = fields.Str(dump_only=True)
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.Str(load_only=True, required=True, validate=_password_policy)
+    is_admin = fields.Bool()
+    created_at = fields.DateTime(dump_only=True)
+    updated_at = fields.DateTime(dump_only=True)
+    api_keys = Relationship(
+        self_view="v1.user_api_keys_relationship",
+        self_view_kwargs={"id": "<id>"},
+        related_view="v1.api_key_list",
+        related_view_kwargs={"id": "<id>"},
+        many=True,
+        type_="api-key",
+        schema="ApiKeySchema",
+        dump_only=True,
+    )

@@ -1,0 +1,116 @@
+"""The `user` resource: sign-up, the admin's list, and self-or-admin detail."""
+from flask import current_app
+from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship, SqlalchemyDataLayer
+
+from app.api import api
+from app.api.helpers.auth import Guarded, current_actor, require, require_admin
+from app.api.helpers.errors import ApiError
+from app.api.helpers.documents import stringify_linkage
+from app.api.helpers.permissions import get_visible_user, owner_filter
+from app.api.helpers.ratelimit import client_ip
+from app.api.schema.user import UserSchema
+from app.extensions import db, limiter
+from app.models import User
+from app.services.passwords import hash_password
+
+signup_limit = limiter.limit(lambda: current_app.config["RATE_LIMIT_SIGNUP"],
+                             key_func=lambda: f"signup:{client_ip()}", scope="signup")
+
+
+def _forbid_admin_flag(data):
+    actor = current_actor()
+    if "is_admin" in data and not (actor is not None and actor.is_admin):
+        raise ApiError(403, "Forbidden", "Only an administrator may set is-admin.",
+                       code="ADMIN_REQUIRED", pointer="/data/attributes/is-admin")
+
+
+def _check_email_free(email, user_id=None):
+    existing = db.session.scalar(db.select(User.id).where(User.email == email))
+    if existing is not None and existing != user_id:
+        raise ApiError(409, "Conflict", "An account with this email already exists.",
+                       pointer="/data/attributes/email")
+
+
+class UserLayer(SqlalchemyDataLayer):
+    def retrieve_object_query(self, view_kwargs, filter_field, filter_value):
+        """Another user's id is not found, exactly like a missing one."""
+        query = super().retrieve_object_query(view_kwargs, filter_field, filter_value)
+        return owner_filter(query, User.id, require())
+
+    def before_create_object(self, data, view_kwargs):
+        data["email"] = data["email"].lower()
+        _check_email_free(data["email"])
+        data["password_hash"] = hash_password(data.pop("password"))
+
+    def before_update_object(self, obj, data, view_kwargs):
+        if "email" in data:
+            data["email"] = data["email"].lower()
+            _check_email_free(data["email"], obj.id)
+        if "password" in data:
+            data["password_hash"] = hash_password(data.pop("password"))
+
+
+_layer = {"class": UserLayer, "session": db.session, "model": User}
+
+
+class UserList(Guarded, ResourceList):
+    """GET: every account (admins only). POST: sign up (anyone; is-admin only by an admin)."""
+
+    schema = UserSchema
+    methods = ["GET", "POST"]
+    required_scopes = {"GET": "users:read"}
+    anonymous_methods = ("POST",)
+    data_layer = _layer
+
+    def before_get(self, args, kwargs):
+        require_admin("users:read")
+
+    def before_post(self, args, kwargs, data=None):
+        with signup_limit:
+            _forbid_admin_flag(data)
+
+
+class UserDetail(Guarded, ResourceDetail):
+    """The account itself or, for an admin, any account."""
+
+    schema = UserSchema
+    methods = ["GET", "PATCH", "DELETE"]
+    required_scopes = {"GET": "users:read", "PATCH": "users:write", "DELETE": "users:write"}
+    patch_schema_kwargs = {"partial": True}
+    data_layer = _layer
+
+    def before_patch(self, args, kwargs, data=None):
+        _forbid_admin_flag(data)
+
+
+api.route(UserList, "user_list", "/users")
+api.route(UserDetail, "user_detail", "/users/<int:id>")
+
+
+class UserApiKeysRelationship(Guarded, ResourceRelationship):
+    """A user's keys as resource linkage; keys are created and deleted through /v1/api-keys."""
+
+    schema = UserSchema
+    methods = ["GET", "POST", "PATCH", "DELETE"]
+    required_scopes = {"GET": "keys:read", "POST": "keys:write", "PATCH": "keys:write", "DELETE": "keys:write"}
+    data_layer = _layer
+
+    def _refuse(self, kwargs):
+        get_visible_user(kwargs["id"], current_actor())
+        raise ApiError(403, "Forbidden", "Keys cannot change owner; use /v1/api-keys to create or delete them.",
+                       code="OWNER_IMMUTABLE", pointer="/data")
+
+    def before_post(self, args, kwargs, json_data=None):
+        self._refuse(kwargs)
+
+    def before_patch(self, args, kwargs, json_data=None):
+        self._refuse(kwargs)
+
+    def before_delete(self, args, kwargs, json_data=None):
+        self._refuse(kwargs)
+
+    def after_get(self, result):
+        return stringify_linkage(result)
+
+
+api.route(UserApiKeysRelationship, "user_api_keys_relationship", "/users/<int:id>/relationships/api-keys")

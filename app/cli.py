@@ -1,0 +1,137 @@
+"""Operator commands: `users create-admin` and `keys create|list|revoke|rotate`.
+
+Secrets are printed once, to standard output, never logged."""
+import os
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app.extensions import db
+from app.models import ApiKey, User
+from app.models.types import utcnow
+from app.services import lifecycle
+from app.services import scopes as scope_rules
+from app.services.passwords import hash_password
+
+users_cli = AppGroup("users", help="Manage accounts.")
+
+
+@users_cli.command("create-admin")
+@click.option("--email", required=True)
+def create_admin(email):
+    """Create an admin, or make an existing account admin.
+
+    The password comes from LATCHKEY_ADMIN_PASSWORD or a hidden prompt, never from an argument.
+    """
+    email = email.strip().lower()
+    user = db.session.scalar(db.select(User).where(User.email == email))
+    if user is not None:
+        user.is_admin = True
+        db.session.commit()
+        click.echo(f"User {user.id} ({email}) is now an admin.")
+        return
+    password = os.environ.get("LATCHKEY_ADMIN_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < current_app.config["PASSWORD_MIN_LENGTH"]:
+        raise click.ClickException(
+            f"The password must be at least {current_app.config['PASSWORD_MIN_LENGTH']} characters.")
+    user = User(email=email, password_hash=hash_password(password), is_admin=True)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"Admin {user.id} ({email}) created.")
+
+
+keys_cli = AppGroup("keys", help="Manage API keys.")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(text: str) -> timedelta:
+    if len(text) < 2 or text[-1] not in DURATION_UNITS or not text[:-1].isdigit():
+        raise click.BadParameter("use a number and a unit: 90s, 15m, 12h, 30d")
+    return timedelta(seconds=int(text[:-1]) * DURATION_UNITS[text[-1]])
+
+
+def _user_by_email(email: str) -> User:
+    user = db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"No user with email {email}.")
+    return user
+
+
+def _key(key_id: int) -> ApiKey:
+    key = db.session.get(ApiKey, key_id)
+    if key is None:
+        raise click.ClickException(f"No API key {key_id}.")
+    return key
+
+
+@keys_cli.command("create")
+@click.option("--user", "email", required=True, help="Owner's email.")
+@click.option("--name", required=True)
+@click.option("--scope", "scopes", multiple=True, help="Repeat for several scopes.")
+@click.option("--expires-in", help="Lifetime, e.g. 30d or 12h.")
+def create_key(email, name, scopes, expires_in):
+    """Create a key and print its secret, once."""
+    user = _user_by_email(email)
+    bad = [scope for scope in scopes if not scope_rules.is_valid_scope(scope)]
+    if bad:
+        raise click.BadParameter(f"invalid scope {bad[0]!r}", param_hint="--scope")
+    expires_at = utcnow() + _parse_duration(expires_in) if expires_in else None
+    try:
+        lifecycle.reserve_key_slot(user.id, current_app.config["API_KEY_MAX_PER_USER"])
+    except lifecycle.KeyLimitError as error:
+        raise click.ClickException(str(error)) from None
+    fields = lifecycle.new_secret_fields(current_app.config["API_KEY_PREFIX"])
+    key = ApiKey(user_id=user.id, name=name, scopes=list(scopes), expires_at=expires_at, **fields)
+    db.session.add(key)
+    db.session.commit()
+    click.echo(f"Created key {key.id} ({key.start}...) for {user.email}. Its secret, shown only now:")
+    click.echo(key.plaintext_secret)
+
+
+@keys_cli.command("list")
+@click.option("--user", "email", help="Only this owner's keys.")
+def list_keys(email):
+    """List keys: id, owner, name, start, status, scopes. Never a secret or a digest."""
+    query = db.select(ApiKey, User.email).join(User).order_by(ApiKey.id)
+    if email:
+        query = query.where(ApiKey.user_id == _user_by_email(email).id)
+    for key, owner in db.session.execute(query):
+        click.echo(f"{key.id}\t{owner}\t{key.name}\t{key.start}...{key.last4}\t"
+                   f"{key.effective_status()}\t{' '.join(key.scopes)}")
+
+
+@keys_cli.command("revoke")
+@click.argument("key_id", type=int)
+def revoke_key(key_id):
+    """Revoke a key for good."""
+    key = _key(key_id)
+    try:
+        lifecycle.revoke(key)
+    except lifecycle.KeyStateError as error:
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"Key {key_id} revoked.")
+
+
+@keys_cli.command("rotate")
+@click.argument("key_id", type=int)
+@click.option("--grace", default=0, type=click.IntRange(0), help="Seconds the old secret stays valid.")
+def rotate_key(key_id, grace):
+    """Give a key a new secret and print it, once."""
+    key = _key(key_id)
+    try:
+        secret = lifecycle.rotate(key, min(grace, current_app.config["API_KEY_MAX_GRACE_SECONDS"]),
+                                  current_app.config["API_KEY_PREFIX"])
+    except lifecycle.KeyStateError as error:
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    click.echo(f"Key {key_id} rotated. Its new secret, shown only now:")
+    click.echo(secret)
+
+
+def init_app(app):
+    app.cli.add_command(users_cli)
+    app.cli.add_command(keys_cli)

@@ -1,0 +1,38 @@
+"""Accounts and revoked login sessions."""
+from sqlalchemy import Boolean, ForeignKey, Integer, String, false
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.types import UTCDateTime, utcnow
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored lower-cased, so the unique index makes emails unique regardless of case.
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
+
+    api_keys = relationship(
+        "ApiKey", back_populates="user", cascade="all, delete-orphan", passive_deletes=True,
+        lazy="select",
+    )
+
+    def __repr__(self):
+        return f"<User {self.id}>"
+
+
+class RevokedSession(db.Model):
+    """A login session ended by logout: its access and refresh tokens share the `sid` claim."""
+
+    __tablename__ = "revoked_sessions"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    revoked_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # Past this instant every token of the session has expired anyway; rows can be pruned.
+    expires_at = mapped_column(UTCDateTime, nullable=False, index=True)

@@ -1,0 +1,50 @@
+"""Scopes: `word:word[:...]` strings where a `*` segment is a wildcard.
+
+`llm:*` covers `llm:gpt-4o` (a trailing `*` also covers deeper segments, `llm:openai:gpt-4o`).
+"""
+import re
+
+SEGMENT_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_.-]{0,63})$")
+MAX_SCOPES = 50
+
+CATALOG = {
+    "users:read": "Read the owner's account (and, with admin:access, every account).",
+    "users:write": "Change or delete the owner's account.",
+    "keys:read": "List and read API keys, their usage and relationships.",
+    "keys:write": "Create, change, revoke, suspend, reactivate, rotate and delete API keys.",
+    "keys:verify": "Verify other keys through POST /v1/api-keys/verify (granted by admins only).",
+    "usage:read": "Read usage analytics.",
+    "audit:read": "Read the audit trail.",
+    "admin:access": "Use the owner's admin rights (only when the owner is an admin).",
+}
+# Only an admin may put these into a key, directly or through a wildcard that covers them.
+ADMIN_ONLY = ("keys:verify", "admin:access")
+
+
+def is_valid_scope(scope) -> bool:
+    """Return True if `scope` follows the grammar: two or more segments, `*` as a wildcard."""
+    if not isinstance(scope, str) or len(scope) > 200:
+        return False
+    segments = scope.split(":")
+    return len(segments) >= 2 and all(SEGMENT_RE.match(segment) for segment in segments)
+
+
+def covers(granted: str, wanted: str) -> bool:
+    """Return True if the scope pattern `granted` includes everything `wanted` names."""
+    have, want = granted.split(":"), wanted.split(":")
+    for index, segment in enumerate(have):
+        if index >= len(want):
+            return False
+        if segment == "*":
+            if index == len(have) - 1:
+                return True
+            continue
+        if segment != want[index]:
+            return False
+    return len(have) == len(want)
+
+
+def allows(granted_scopes, wanted: str) -> bool:
+    """Return True if any of `granted_scopes` covers `wanted`."""
+    return any(covers(granted, wanted) for granted in granted_scopes)
+

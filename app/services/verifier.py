@@ -1,0 +1,150 @@
+"""Key checks shared by request authentication and the verification endpoint.
+
+Key records are cached per worker for at most KEY_CACHE_SECONDS (1 s by default), so a revoke,
+suspend, rotate, scope change or delete reaches every worker within that time without a
+database read per request. A change made by this worker clears its cache at once.
+"""
+import enum
+import ipaddress
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import or_, select
+
+from app.extensions import db
+from app.models import ApiKey, User
+from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
+from app.models.types import utcnow
+from app.services.key_format import hash_secret, is_well_formed
+
+CACHE_MAX_ENTRIES = 50_000
+
+
+class Outcome(str, enum.Enum):
+    """Verification answers, in the order the checks run; the first failure wins."""
+
+    NOT_FOUND = "NOT_FOUND"
+    REVOKED = "REVOKED"
+    SUSPENDED = "SUSPENDED"
+    EXPIRED = "EXPIRED"
+    FORBIDDEN = "FORBIDDEN"
+    INSUFFICIENT_SCOPES = "INSUFFICIENT_SCOPES"
+    RATE_LIMITED = "RATE_LIMITED"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    VALID = "VALID"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the hot path needs to know about a key: no digest, no secret."""
+
+    id: int
+    user_id: int
+    owner_is_admin: bool
+    name: str
+    scopes: tuple
+    status: str
+    expires_at: datetime | None
+    networks: tuple
+    metadata: dict
+    rate_limit: str | None
+    quota_limit: int | None
+    quota_period: str | None
+    budget_limit: int | None
+    budget_period: str | None
+    grace_until: datetime | None  # set when the secret is the one replaced by a rotation
+
+    @classmethod
+    def from_row(cls, key: ApiKey, owner_is_admin: bool, matched_previous: bool):
+        return cls(
+            id=key.id, user_id=key.user_id, owner_is_admin=owner_is_admin, name=key.name,
+            scopes=tuple(key.scopes or ()), status=key.status, expires_at=key.expires_at,
+            networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in key.allowed_ips or ()),
+            metadata=dict(key.key_metadata or {}), rate_limit=key.rate_limit,
+            quota_limit=key.quota_limit, quota_period=key.quota_period,
+            budget_limit=key.budget_limit, budget_period=key.budget_period,
+            grace_until=key.previous_valid_until if matched_previous else None,
+        )
+
+    def status_at(self, now: datetime) -> str:
+        if self.status == "active" and self.expires_at is not None and self.expires_at <= now:
+            return EXPIRED
+        return self.status
+
+    def allows_address(self, address: str | None) -> bool:
+        if not self.networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+class KeyCache:
+    """digest -> (KeyRecord or None, loaded at), per worker process."""
+
+    def __init__(self):
+        self._entries = {}
+
+    def get(self, digest: str, ttl: float):
+        entry = self._entries.get(digest)
+        if entry is not None and time.monotonic() - entry[1] < ttl:
+            return entry[0]
+        record = _load(digest)
+        if record is not None:
+            if len(self._entries) >= CACHE_MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[digest] = (record, time.monotonic())
+        else:
+            self._entries.pop(digest, None)
+        return record
+
+    def clear(self):
+        self._entries.clear()
+
+
+def _load(digest: str):
+    row = db.session.execute(
+        select(ApiKey, User.is_admin).join(User, User.id == ApiKey.user_id)
+        .where(or_(ApiKey.digest == digest, ApiKey.previous_digest == digest))
+    ).first()
+    if row is None:
+        return None
+    key, owner_is_admin = row
+    return KeyRecord.from_row(key, owner_is_admin, matched_previous=key.digest != digest)
+
+
+def key_cache() -> KeyCache:
+    return current_app.extensions.setdefault("latchkey_key_cache", KeyCache())
+
+
+def forget_cached_keys():
+    """Drop this worker's cached key records (after a change made here)."""
+    key_cache().clear()
+
+
+def check_key(secret: str, client_ip: str | None, now: datetime | None = None):
+    """Run the checks up to the address allowlist; return (Outcome, KeyRecord or None).
+
+    The outcome is VALID when every one of those checks passed.
+    """
+    if not is_well_formed(secret, current_app.config["API_KEY_PREFIX"]):
+        return Outcome.NOT_FOUND, None
+    record = key_cache().get(hash_secret(secret), current_app.config["KEY_CACHE_SECONDS"])
+    now = now or utcnow()
+    if record is None or (record.grace_until is not None and record.grace_until <= now):
+        return Outcome.NOT_FOUND, None
+    status = record.status_at(now)
+    if status == REVOKED:
+        return Outcome.REVOKED, record
+    if status == SUSPENDED:
+        return Outcome.SUSPENDED, record
+    if status == EXPIRED:
+        return Outcome.EXPIRED, record
+    if not record.allows_address(client_ip):
+        return Outcome.FORBIDDEN, record
+    return Outcome.VALID, record
