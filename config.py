@@ -74,3 +74,4 @@ class TestingConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", "sqlite://")
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 8192
+    USAGE_FLUSH_SECONDS = 0  # tests flush the usage buffer themselves

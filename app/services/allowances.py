@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from flask import current_app
+
 from app.extensions import limiter
 
 PERIODS = ("day", "month", "total")
@@ -48,7 +50,8 @@ class Allowance:
 
     def counter(self, now):
         window, reset_at = period_window(self.period, now)
-        return f"latchkey:{self.kind}:{self.key_id}:{window}", reset_at
+        namespace = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+        return f"{namespace}latchkey:{self.kind}:{self.key_id}:{window}", reset_at
 
 
 class _MemoryCounters:
