@@ -30,14 +30,14 @@ def create_app(config_class=Config, **overrides):
 
     from app import extensions, models  # noqa: F401  (models register their tables)
     from app.api import api, health
-    from app.api.helpers import errors
+    from app.api.helpers import errors, ratelimit
     from app.services import usage
 
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(Path(__file__).parent.parent / "migrations"),
                                 render_as_batch=True, compare_type=True)
     extensions.jwt.init_app(app)
-    extensions.limiter.init_app(app)
+    ratelimit.init_app(app, exempt_blueprints=[health.bp])
     if app.config["CORS_ORIGINS"]:
         extensions.cors.init_app(app, resources={r"/v1/*": {"origins": app.config["CORS_ORIGINS"]}},
                                  supports_credentials=False)
@@ -77,7 +77,7 @@ def _configure_database(app):
 
 
 def _configure_rate_limits(app):
-    """Map RATE_LIMIT_DEFAULTS onto flask-limiter, refusing to start on a value it cannot parse."""
+    """Refuse to start on a rate limit or storage policy that cannot be parsed, with a clear message."""
     for name in ("RATE_LIMIT_DEFAULTS", "RATE_LIMIT_LOGIN", "RATE_LIMIT_SIGNUP"):
         try:
             parse_many(app.config[name])
@@ -85,9 +85,8 @@ def _configure_rate_limits(app):
             raise RuntimeError(
                 f"{name}={app.config[name]!r} is not a valid rate limit; use e.g. "
                 "'200 per minute;5000 per hour'") from None
-    app.config["RATELIMIT_DEFAULT"] = app.config["RATE_LIMIT_DEFAULTS"]
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
-    app.config["RATELIMIT_SWALLOW_ERRORS"] = app.config["RATELIMIT_ON_STORAGE_ERROR"] == "open"
+    if app.config["RATELIMIT_ON_STORAGE_ERROR"] not in ("open", "closed"):
+        raise RuntimeError("RATELIMIT_ON_STORAGE_ERROR must be 'open' or 'closed'.")
     if app.config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
         log.warning("Rate limits are kept in memory: they hold for one process only. "
                     "Set REDIS_URL or RATELIMIT_STORAGE_URI when running several workers or hosts.")

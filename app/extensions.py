@@ -1,11 +1,12 @@
 """Unbound extension objects; `create_app` binds them to an application."""
+from flask import current_app
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
-from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.local import LocalProxy
 
 
 class Base(DeclarativeBase):
@@ -25,11 +26,10 @@ jwt = JWTManager()
 cors = CORS()
 
 
-def _rate_limit_identity():
-    # Imported late: the identity resolver needs the models, which need `db` above.
-    from app.api.helpers.ratelimit import rate_limit_identity
+# The bucket of a key's own rate limit; the verification endpoint hits the same one.
+KEY_RATE_SCOPE = "key-rate"
 
-    return rate_limit_identity()
-
-
-limiter = Limiter(_rate_limit_identity)
+# flask-limiter keeps several settings (defaults, storage error policy, key prefix) from the first
+# app it is bound to, so each app gets its own Limiter (app/api/helpers/ratelimit.py builds it);
+# this proxy reaches the current app's.
+limiter = LocalProxy(lambda: current_app.extensions["latchkey_limiter"])

@@ -41,11 +41,18 @@ def _session_document(user_id: int, sid: str, with_refresh: bool):
 
 
 @bp.post("/auth/login")
-@limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"], key_func=lambda: f"login-ip:{client_ip()}",
-               scope="login-ip")
-@limiter.limit(lambda: current_app.config["RATE_LIMIT_LOGIN"], key_func=_login_email, scope="login-email")
 def login():
-    """Return access and refresh tokens; the same 401 for a wrong password and an unknown email."""
+    """Return access and refresh tokens; the same 401 for a wrong password and an unknown email.
+
+    Stricter limits than the defaults apply, per client IP and per email, against brute force.
+    """
+    login_limit = current_app.config["RATE_LIMIT_LOGIN"]
+    with limiter.limit(login_limit, key_func=lambda: f"login-ip:{client_ip()}", scope="login-ip"), \
+            limiter.limit(login_limit, key_func=_login_email, scope="login-email"):
+        return _login()
+
+
+def _login():
     body = json_body()
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):

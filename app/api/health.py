@@ -1,4 +1,4 @@
-"""Liveness and readiness probes, outside /v1 and outside rate limits."""
+"""Liveness and readiness probes, outside /v1 and exempt from rate limits (see create_app)."""
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
@@ -8,14 +8,12 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-@limiter.exempt
 def healthz():
     """Return 200 while the process serves requests."""
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
-@limiter.exempt
 def readyz():
     """Return 200 when the database and the limiter storage answer, else 503 naming what failed."""
     checks = {"database": _database_ok(), "rate_limit_storage": _limiter_storage_ok()}

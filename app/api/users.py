@@ -13,10 +13,6 @@ from app.extensions import db, limiter
 from app.models import User
 from app.services.passwords import hash_password
 
-signup_limit = limiter.limit(lambda: current_app.config["RATE_LIMIT_SIGNUP"],
-                             key_func=lambda: f"signup:{client_ip()}", scope="signup")
-
-
 def _forbid_admin_flag(data):
     actor = current_actor()
     if "is_admin" in data and not (actor is not None and actor.is_admin):
@@ -66,7 +62,8 @@ class UserList(Guarded, ResourceList):
         require_admin("users:read")
 
     def before_post(self, args, kwargs, data=None):
-        with signup_limit:
+        with limiter.limit(current_app.config["RATE_LIMIT_SIGNUP"], key_func=lambda: f"signup:{client_ip()}",
+                           scope="signup"):
             _forbid_admin_flag(data)
 
 

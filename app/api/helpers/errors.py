@@ -6,6 +6,7 @@ from flask import current_app, json, make_response
 from flask_rest_jsonapi_next import JsonApiException
 from flask_rest_jsonapi_next.error_responses.exception_converters import convert
 from marshmallow_jsonapi.exceptions import IncorrectTypeError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, default_exceptions
@@ -66,6 +67,10 @@ def handle_error(exc):
         _rollback()
         return error_document([_error(409, "Conflict", "The resource was changed concurrently "
                                       "or conflicts with another one; retry.")], 409)
+    if isinstance(exc, RedisError):  # limiter storage down with RATELIMIT_ON_STORAGE_ERROR=closed
+        log.warning("rate limit storage unreachable: %s", type(exc).__name__)
+        return error_document([_error(503, "Service unavailable", "The rate limit storage is unreachable; "
+                                      "retry later.", code="LIMITS_UNAVAILABLE")], 503, {"Retry-After": "5"})
     if isinstance(exc, HTTPException):
         detail = exc.description or exc.name
         if exc.code == 429:

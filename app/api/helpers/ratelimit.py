@@ -1,12 +1,29 @@
-"""Who the rate limiter counts: `user:<id>` for a JWT, `key:<id>` for an API key, else the IP.
+"""Rate limits and quotas on the request path.
 
-flask-limiter checks limits in a before_request hook, before any view decorator runs, so the
-key function resolves the caller itself (the answer is cached on `g` for the view).
+Who is counted: `user:<id>` for a JWT, `key:<id>` for an API key, else `ip:<address>`.
+flask-limiter checks limits in a before_request hook, before any view decorator runs, so the key
+function resolves the caller itself (the answer is cached on `g` for the view). A request with a
+bad credential is anonymous and counted by IP; an authenticated one never is.
+
+Limits that apply:
+- RATE_LIMIT_DEFAULTS, per endpoint and per caller (flask-limiter's default limits);
+- a key's own `rate-limit`, across all endpoints, on top of the defaults (an application limit
+  keyed like the verification endpoint's, so both count against the same window);
+- a key's `quota`, checked after the rate limits: an exhausted quota is a 429 QUOTA_EXCEEDED.
 """
-from flask import request
+import logging
+
+from flask import current_app, g, request
+from flask_limiter import ApplicationLimit, Limiter
+from redis.exceptions import RedisError
 
 from app.api.helpers.auth import current_actor
 from app.api.helpers.errors import ApiError
+from app.extensions import KEY_RATE_SCOPE
+from app.models.types import utcnow
+from app.services import allowances
+
+log = logging.getLogger(__name__)
 
 
 def client_ip() -> str:
@@ -14,10 +31,79 @@ def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
+def _actor_or_none():
+    try:
+        return current_actor()
+    except ApiError:  # bad credentials: the request is anonymous, and will get its 401
+        return None
+
+
 def rate_limit_identity() -> str:
     """Return the limiter bucket of the current request."""
-    try:
-        actor = current_actor()
-    except ApiError:  # bad credentials: the request is anonymous, and will get its 401
-        actor = None
+    actor = _actor_or_none()
     return actor.identity if actor is not None else f"ip:{client_ip()}"
+
+
+def key_rate_limit() -> str:
+    """Return the calling key's own limit string ('' when none: flask-limiter then skips it)."""
+    _actor_or_none()
+    record = g.get("api_key_record")
+    return record.rate_limit or "" if record is not None else ""
+
+
+def storage_failure(what: str):
+    """Apply RATELIMIT_ON_STORAGE_ERROR: log and go on ('open'), or answer 503 ('closed')."""
+    if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] == "open":
+        log.warning("%s: rate limit storage unreachable; allowing the request (fail open)", what)
+        return
+    raise ApiError(503, "Service unavailable", "The rate limit storage is unreachable; retry later.",
+                   code="LIMITS_UNAVAILABLE", headers={"Retry-After": "5"})
+
+
+def enforce_quota():
+    """Count a key-authenticated request against the key's quota; 429 QUOTA_EXCEEDED when spent."""
+    record = g.get("api_key_record") if _actor_or_none() is not None else None
+    if record is None or record.quota_limit is None:
+        return
+    quota = allowances.Allowance("quota", record.id, record.quota_limit, record.quota_period)
+    try:
+        admitted, used, reset_at = allowances.consume(quota, 1, utcnow())
+    except RedisError:
+        return storage_failure("quota")
+    g.quota_headers = {
+        "X-Quota-Limit": str(quota.limit),
+        "X-Quota-Remaining": str(max(quota.limit - used, 0)),
+    }
+    if reset_at is not None:
+        g.quota_headers["X-Quota-Reset"] = str(int(reset_at.timestamp()))
+    if not admitted:
+        headers = dict(g.quota_headers)
+        if reset_at is not None:
+            headers["Retry-After"] = str(max(int((reset_at - utcnow()).total_seconds()), 1))
+        raise ApiError(429, "Quota exceeded", f"The key's {quota.period} quota of {quota.limit} requests is spent.",
+                       code="QUOTA_EXCEEDED", headers=headers)
+
+
+def add_quota_headers(response):
+    response.headers.extend(g.get("quota_headers", {}))
+    return response
+
+
+def init_app(app, exempt_blueprints=()):
+    """Bind a Limiter configured from this app's config, then the quota check after it."""
+    config = app.config
+    limiter = Limiter(
+        rate_limit_identity,
+        default_limits=[config["RATE_LIMIT_DEFAULTS"]],
+        application_limits=[ApplicationLimit(key_rate_limit, scope=KEY_RATE_SCOPE)],
+        headers_enabled=True,
+        storage_uri=config["RATELIMIT_STORAGE_URI"],
+        swallow_errors=config["RATELIMIT_ON_STORAGE_ERROR"] == "open",
+        key_prefix=config.get("RATELIMIT_KEY_PREFIX", ""),
+    )
+    limiter.init_app(app)
+    for blueprint in exempt_blueprints:
+        limiter.exempt(blueprint)
+    app.extensions["latchkey_limiter"] = limiter
+    app.before_request(enforce_quota)  # registered after the limiter's hook: runs after it
+    app.after_request(add_quota_headers)
