@@ -40,6 +40,8 @@ class Config:
     # What happens when the limiter storage is unreachable: "open" (serve, log a warning)
     # or "closed" (answer 503).
     RATELIMIT_ON_STORAGE_ERROR = os.environ.get("RATELIMIT_ON_STORAGE_ERROR", "open")
+    # Namespace for every key Latchkey writes to the limiter storage (several deployments, one Redis).
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "")
     RATE_LIMIT_LOGIN = os.environ.get("RATE_LIMIT_LOGIN", "10 per minute;100 per hour")
     RATE_LIMIT_SIGNUP = os.environ.get("RATE_LIMIT_SIGNUP", "10 per hour")
 

@@ -12,7 +12,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from app.api import api
 from app.api.helpers.auth import Guarded, current_actor, require
 from app.api.helpers.errors import ApiError
-from app.api.helpers.documents import stringify_linkage
+from app.api.helpers.documents import refuse_client_id, stringify_linkage
 from app.api.helpers.permissions import get_owned_key, get_visible_user, owner_filter
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
@@ -108,6 +108,7 @@ class ApiKeyLayer(SqlalchemyDataLayer):
 
     def before_create_object(self, data, view_kwargs):
         actor = require("keys:write")
+        refuse_client_id(data)
         owner_id = int(data.pop("user", None) or actor.user_id)
         if owner_id != actor.user_id:
             if not actor.is_admin:
@@ -129,6 +130,7 @@ class ApiKeyLayer(SqlalchemyDataLayer):
 
     def before_update_object(self, obj, data, view_kwargs):
         actor = require("keys:write")
+        data.pop("id", None)  # checked against the URL by the library
         if "user" in data and str(data.pop("user")) != str(obj.user_id):
             raise ApiError(403, "Forbidden", "A key cannot be moved to another owner.",
                            code="OWNER_IMMUTABLE", pointer="/data/relationships/user")
@@ -161,7 +163,9 @@ def _status_clause(status):
     return ApiKey.status == status
 
 
-_layer = {"class": ApiKeyLayer, "session": db.session, "model": ApiKey}
+def _layer():
+    # A fresh dict per resource: the library pops "class" out of the dict it is given.
+    return {"class": ApiKeyLayer, "session": db.session, "model": ApiKey}
 _read_write = {"GET": "keys:read", "POST": "keys:write", "PATCH": "keys:write", "DELETE": "keys:write"}
 
 
@@ -173,7 +177,7 @@ class ApiKeyList(Guarded, ResourceList):
     methods = ["GET", "POST"]
     required_scopes = _read_write
     view_kwargs = True
-    data_layer = _layer
+    data_layer = _layer()
 
     def get_collection(self, qs, kwargs, filters=None, as_query=True):
         generic = ImmutableMultiDict([(k, v) for k, v in qs.qs.items(multi=True) if k not in CUSTOM_FILTERS])
@@ -190,7 +194,7 @@ class ApiKeyDetail(Guarded, ResourceDetail):
     methods = ["GET", "PATCH", "DELETE"]
     required_scopes = _read_write
     patch_schema_kwargs = {"partial": True}
-    data_layer = _layer
+    data_layer = _layer()
 
 
 class ApiKeyRelationship(Guarded, ResourceRelationship):
@@ -199,7 +203,7 @@ class ApiKeyRelationship(Guarded, ResourceRelationship):
     schema = ApiKeySchema
     methods = ["GET", "PATCH"]
     required_scopes = _read_write
-    data_layer = _layer
+    data_layer = _layer()
 
     def before_patch(self, args, kwargs, json_data=None):
         get_owned_key(kwargs["id"], current_actor())

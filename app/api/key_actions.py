@@ -1,15 +1,16 @@
-"""Lifecycle actions on a key: revoke (final), suspend, reactivate, rotate."""
+"""Lifecycle actions on a key: revoke (final), suspend, reactivate, rotate; admins reset quotas."""
 from flask import current_app
 
 from app.api import bp
-from app.api.helpers.auth import require
+from app.api.helpers.auth import require, require_admin
 from app.api.helpers.documents import document
 from app.api.helpers.errors import ApiError
 from app.api.helpers.permissions import get_owned_key
 from app.api.helpers.requests import optional_json_body
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
-from app.services import lifecycle
+from app.models.types import utcnow
+from app.services import allowances, lifecycle
 from app.services.verifier import forget_cached_keys
 
 
@@ -52,3 +53,14 @@ def rotate_key(key_id):
                        pointer="/data/attributes/grace-period")
     prefix = current_app.config["API_KEY_PREFIX"]
     return document(ApiKeyCreatedSchema, _act(key_id, lambda key: lifecycle.rotate(key, grace, prefix)), 201)
+
+
+@bp.post("/api-keys/<int:key_id>/<any(quota, budget):kind>/reset")
+def reset_allowance(key_id, kind):
+    """Admins only: start the key's current quota or budget window over."""
+    key = get_owned_key(key_id, require_admin("keys:write"))
+    allowance = next((a for a in allowances.allowances_of(key) if a.kind == kind), None)
+    if allowance is None:
+        raise ApiError(409, "Conflict", f"The key has no {kind}.", code=f"NO_{kind.upper()}")
+    allowances.reset(allowance, utcnow())
+    return document(ApiKeySchema, key)

@@ -5,7 +5,7 @@ from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelati
 from app.api import api
 from app.api.helpers.auth import Guarded, current_actor, require, require_admin
 from app.api.helpers.errors import ApiError
-from app.api.helpers.documents import stringify_linkage
+from app.api.helpers.documents import refuse_client_id, stringify_linkage
 from app.api.helpers.permissions import get_visible_user, owner_filter
 from app.api.helpers.ratelimit import client_ip
 from app.api.schema.user import UserSchema
@@ -34,11 +34,13 @@ class UserLayer(SqlalchemyDataLayer):
         return owner_filter(query, User.id, require())
 
     def before_create_object(self, data, view_kwargs):
+        refuse_client_id(data)
         data["email"] = data["email"].lower()
         _check_email_free(data["email"])
         data["password_hash"] = hash_password(data.pop("password"))
 
     def before_update_object(self, obj, data, view_kwargs):
+        data.pop("id", None)  # checked against the URL by the library
         if "email" in data:
             data["email"] = data["email"].lower()
             _check_email_free(data["email"], obj.id)
@@ -46,7 +48,9 @@ class UserLayer(SqlalchemyDataLayer):
             data["password_hash"] = hash_password(data.pop("password"))
 
 
-_layer = {"class": UserLayer, "session": db.session, "model": User}
+def _layer():
+    # A fresh dict per resource: the library pops "class" out of the dict it is given.
+    return {"class": UserLayer, "session": db.session, "model": User}
 
 
 class UserList(Guarded, ResourceList):
@@ -56,7 +60,7 @@ class UserList(Guarded, ResourceList):
     methods = ["GET", "POST"]
     required_scopes = {"GET": "users:read"}
     anonymous_methods = ("POST",)
-    data_layer = _layer
+    data_layer = _layer()
 
     def before_get(self, args, kwargs):
         require_admin("users:read")
@@ -74,7 +78,7 @@ class UserDetail(Guarded, ResourceDetail):
     methods = ["GET", "PATCH", "DELETE"]
     required_scopes = {"GET": "users:read", "PATCH": "users:write", "DELETE": "users:write"}
     patch_schema_kwargs = {"partial": True}
-    data_layer = _layer
+    data_layer = _layer()
 
     def before_patch(self, args, kwargs, data=None):
         _forbid_admin_flag(data)
@@ -90,7 +94,7 @@ class UserApiKeysRelationship(Guarded, ResourceRelationship):
     schema = UserSchema
     methods = ["GET", "POST", "PATCH", "DELETE"]
     required_scopes = {"GET": "keys:read", "POST": "keys:write", "PATCH": "keys:write", "DELETE": "keys:write"}
-    data_layer = _layer
+    data_layer = _layer()
 
     def _refuse(self, kwargs):
         get_visible_user(kwargs["id"], current_actor())

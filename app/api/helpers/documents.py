@@ -1,7 +1,7 @@
 """Building JSON:API documents outside the resource classes (actions, relationships)."""
 from flask import json, make_response
 
-from app.api.helpers.errors import JSONAPI
+from app.api.helpers.errors import JSONAPI, ApiError
 
 
 def document(schema_cls, obj, status=200):
@@ -21,3 +21,9 @@ def stringify_linkage(result):
     for item in data if isinstance(data, list) else [data] if data else []:
         item["id"] = str(item["id"])
     return result
+
+
+def refuse_client_id(data):
+    """JSON:API: a server that does not accept client-generated ids answers 403."""
+    if "id" in data:
+        raise ApiError(403, "Forbidden", "Client-generated ids are not supported.", pointer="/data/id")

@@ -37,7 +37,8 @@ class ApiKeySchema(Schema):
         self_view_many = "v1.api_key_list"
         inflect = dasherize
 
-    id = fields.Str(dump_only=True)
+    # Loadable because PATCH documents carry it; a POST with an id is refused (no client ids).
+    id = fields.Str()
     name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
     description = fields.Str(allow_none=True, validate=validate.Length(max=1000))
     scopes = fields.List(fields.Str(), load_default=list)

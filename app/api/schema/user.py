@@ -23,7 +23,8 @@ class UserSchema(Schema):
         self_view_many = "v1.user_list"
         inflect = dasherize
 
-    id = fields.Str(dump_only=True)
+    # Loadable because PATCH documents carry it; a POST with an id is refused (no client ids).
+    id = fields.Str()
     email = fields.Email(required=True, validate=validate.Length(max=254))
     password = fields.Str(load_only=True, required=True, validate=_password_policy)
     is_admin = fields.Bool()

@@ -1,0 +1,20 @@
+"""gunicorn settings: `gunicorn -c python:app.gunicorn_conf 'app:create_app()'`.
+
+WEB_CONCURRENCY sets the number of workers (default 2), PORT the port (default 8000).
+"""
+import os
+
+from config import Config
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+accesslog = "-"
+# No query strings in the access log: a key sent there by mistake must not be written down.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+
+
+def when_ready(server):
+    if server.cfg.workers > 1 and Config.RATELIMIT_STORAGE_URI.startswith("memory://"):
+        server.log.warning(
+            "%d workers share no memory: with RATELIMIT_STORAGE_URI=memory:// every limit is %d times "
+            "too generous. Set REDIS_URL.", server.cfg.workers, server.cfg.workers)
