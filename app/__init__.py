@@ -37,12 +37,12 @@ def create_app(config_class=Config, **overrides):
     extensions.migrate.init_app(app, extensions.db, directory=str(Path(__file__).parent.parent / "migrations"),
                                 render_as_batch=True, compare_type=True)
     extensions.jwt.init_app(app)
-    ratelimit.init_app(app, exempt_blueprints=[health.bp])
     if app.config["CORS_ORIGINS"]:
         extensions.cors.init_app(app, resources={r"/v1/*": {"origins": app.config["CORS_ORIGINS"]}},
                                  supports_credentials=False)
     api.init_app(app)
     app.register_blueprint(health.bp)
+    ratelimit.init_app(app, exempt_blueprints=[health.bp])  # after the routes it refers to
     errors.init_app(app)
     usage.init_app(app)
 

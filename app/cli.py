@@ -1,6 +1,8 @@
 """Operator commands: `users create-admin` and `keys create|list|revoke|rotate`.
 
-Secrets are printed once, to standard output, never logged."""
+Secrets are printed once, to standard output, never logged. Every change leaves an audit event
+with no actor (the operator's shell).
+"""
 import os
 from datetime import timedelta
 
@@ -8,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.api.helpers.audit import audit
 from app.extensions import db
 from app.models import ApiKey, User
 from app.models.types import utcnow
@@ -29,6 +32,7 @@ def create_admin(email):
     user = db.session.scalar(db.select(User).where(User.email == email))
     if user is not None:
         user.is_admin = True
+        audit("user.promote", "user", user.id, user.id, ["is-admin"])
         db.session.commit()
         click.echo(f"User {user.id} ({email}) is now an admin.")
         return
@@ -39,6 +43,8 @@ def create_admin(email):
             f"The password must be at least {current_app.config['PASSWORD_MIN_LENGTH']} characters.")
     user = User(email=email, password_hash=hash_password(password), is_admin=True)
     db.session.add(user)
+    db.session.flush()
+    audit("user.create", "user", user.id, user.id)
     db.session.commit()
     click.echo(f"Admin {user.id} ({email}) created.")
 
@@ -86,6 +92,8 @@ def create_key(email, name, scopes, expires_in):
     fields = lifecycle.new_secret_fields(current_app.config["API_KEY_PREFIX"])
     key = ApiKey(user_id=user.id, name=name, scopes=list(scopes), expires_at=expires_at, **fields)
     db.session.add(key)
+    db.session.flush()
+    audit("key.create", "key", key.id, user.id)
     db.session.commit()
     click.echo(f"Created key {key.id} ({key.start}...) for {user.email}. Its secret, shown only now:")
     click.echo(key.plaintext_secret)
@@ -112,6 +120,7 @@ def revoke_key(key_id):
         lifecycle.revoke(key)
     except lifecycle.KeyStateError as error:
         raise click.ClickException(str(error)) from None
+    audit("key.revoke", "key", key.id, key.user_id, ["status", "revoked-at"])
     db.session.commit()
     click.echo(f"Key {key_id} revoked.")
 
@@ -127,6 +136,7 @@ def rotate_key(key_id, grace):
                                   current_app.config["API_KEY_PREFIX"])
     except lifecycle.KeyStateError as error:
         raise click.ClickException(str(error)) from None
+    audit("key.rotate", "key", key.id, key.user_id, ["secret"])
     db.session.commit()
     click.echo(f"Key {key_id} rotated. Its new secret, shown only now:")
     click.echo(secret)

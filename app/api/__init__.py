@@ -5,4 +5,4 @@ from flask_rest_jsonapi_next import Api
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 api = Api(blueprint=bp)
 
-from app.api import api_keys, auth, key_actions, scopes, users  # noqa: E402,F401  (route registration)
+from app.api import api_keys, audit_events, auth, key_actions, scopes, usage, users, verify  # noqa: E402,F401

@@ -2,7 +2,7 @@
 from datetime import timedelta
 
 from flask import current_app, request
-from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship, SqlalchemyDataLayer
+from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
 from flask_rest_jsonapi_next.exceptions import InvalidFilters
 from flask_rest_jsonapi_next.querystring import QueryStringManager
 from sqlalchemy import or_
@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import ImmutableMultiDict
 
 from app.api import api
+from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require
 from app.api.helpers.errors import ApiError
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
@@ -80,7 +81,12 @@ def _check_filter_tree(node):
         raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
 
 
-class ApiKeyLayer(SqlalchemyDataLayer):
+class ApiKeyLayer(AuditedLayer):
+    target_type = "key"
+
+    def update_action(self, obj, changes):
+        return "key.revoke" if obj.status == "revoked" and "status" in changes else "key.update"
+
     def query(self, view_kwargs):
         """The caller's keys (an admin's: everyone's), or one user's keys for /users/<id>/api-keys."""
         actor = require("keys:read")

@@ -7,7 +7,8 @@ from flask import current_app, jsonify, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.api import bp
-from app.api.helpers.auth import decode_session_token, require, unauthorized
+from app.api.helpers.audit import audit
+from app.api.helpers.auth import Actor, decode_session_token, require, unauthorized
 from app.api.helpers.errors import ApiError
 from app.api.helpers.ratelimit import client_ip
 from app.api.helpers.requests import json_body
@@ -60,7 +61,12 @@ def _login():
                        pointer="/data/attributes")
     user = db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
     if not verify_password(user.password_hash if user else None, password) or user is None:
+        user_id = user.id if user else None
+        audit("auth.login_failed", "user", user_id, user_id)
+        db.session.commit()
         raise unauthorized("Wrong email or password.", "INVALID_CREDENTIALS")
+    audit("auth.login", "user", user.id, user.id, actor=Actor(user.id, user.is_admin))
+    db.session.commit()
     return _session_document(user.id, uuid.uuid4().hex, with_refresh=True)
 
 
@@ -83,5 +89,6 @@ def logout():
     expires = utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
     if db.session.get(RevokedSession, actor.session_id) is None:
         db.session.add(RevokedSession(sid=actor.session_id, user_id=actor.user_id, expires_at=expires))
+        audit("auth.logout", "user", actor.user_id, actor.user_id)
         db.session.commit()
     return "", 204

@@ -2,6 +2,7 @@
 from flask import current_app
 
 from app.api import bp
+from app.api.helpers.audit import audit, changed_fields
 from app.api.helpers.auth import require, require_admin
 from app.api.helpers.documents import document
 from app.api.helpers.errors import ApiError
@@ -14,14 +15,15 @@ from app.services import allowances, lifecycle
 from app.services.verifier import forget_cached_keys
 
 
-def _act(key_id, action):
-    """Apply `action` to a key the caller may touch, commit, and return the key."""
+def _act(key_id, name, action):
+    """Apply `action` to a key the caller may touch, record `key.<name>`, commit, return the key."""
     key = get_owned_key(key_id, require("keys:write"))
     try:
         action(key)
     except lifecycle.KeyStateError as error:
         db.session.rollback()
         raise ApiError(409, "Conflict", str(error), code="INVALID_KEY_STATE") from None
+    audit(f"key.{name}", "key", key.id, key.user_id, changed_fields(key))
     db.session.commit()
     forget_cached_keys()
     return key
@@ -30,17 +32,17 @@ def _act(key_id, action):
 @bp.post("/api-keys/<int:key_id>/revoke")
 def revoke_key(key_id):
     """Revoke a key for good; a second revoke is a 409."""
-    return document(ApiKeySchema, _act(key_id, lifecycle.revoke))
+    return document(ApiKeySchema, _act(key_id, "revoke", lifecycle.revoke))
 
 
 @bp.post("/api-keys/<int:key_id>/suspend")
 def suspend_key(key_id):
-    return document(ApiKeySchema, _act(key_id, lifecycle.suspend))
+    return document(ApiKeySchema, _act(key_id, "suspend", lifecycle.suspend))
 
 
 @bp.post("/api-keys/<int:key_id>/reactivate")
 def reactivate_key(key_id):
-    return document(ApiKeySchema, _act(key_id, lifecycle.reactivate))
+    return document(ApiKeySchema, _act(key_id, "reactivate", lifecycle.reactivate))
 
 
 @bp.post("/api-keys/<int:key_id>/rotate")
@@ -52,7 +54,7 @@ def rotate_key(key_id):
         raise ApiError(422, "Validation error", f"grace-period is a whole number of seconds from 0 to {maximum}.",
                        pointer="/data/attributes/grace-period")
     prefix = current_app.config["API_KEY_PREFIX"]
-    return document(ApiKeyCreatedSchema, _act(key_id, lambda key: lifecycle.rotate(key, grace, prefix)), 201)
+    return document(ApiKeyCreatedSchema, _act(key_id, "rotate", lambda key: lifecycle.rotate(key, grace, prefix)), 201)
 
 
 @bp.post("/api-keys/<int:key_id>/<any(quota, budget):kind>/reset")
@@ -62,5 +64,7 @@ def reset_allowance(key_id, kind):
     allowance = next((a for a in allowances.allowances_of(key) if a.kind == kind), None)
     if allowance is None:
         raise ApiError(409, "Conflict", f"The key has no {kind}.", code=f"NO_{kind.upper()}")
+    audit(f"key.{kind}_reset", "key", key.id, key.user_id)
+    db.session.commit()
     allowances.reset(allowance, utcnow())
     return document(ApiKeySchema, key)

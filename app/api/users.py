@@ -1,8 +1,9 @@
 """The `user` resource: sign-up, the admin's list, and self-or-admin detail."""
 from flask import current_app
-from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship, SqlalchemyDataLayer
+from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
 
 from app.api import api
+from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require, require_admin
 from app.api.helpers.errors import ApiError
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
@@ -27,7 +28,12 @@ def _check_email_free(email, user_id=None):
                        pointer="/data/attributes/email")
 
 
-class UserLayer(SqlalchemyDataLayer):
+class UserLayer(AuditedLayer):
+    target_type = "user"
+
+    def subject_of(self, obj):
+        return obj.id
+
     def retrieve_object_query(self, view_kwargs, filter_field, filter_value):
         """Another user's id is not found, exactly like a missing one."""
         query = super().retrieve_object_query(view_kwargs, filter_field, filter_value)

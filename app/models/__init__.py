@@ -1,5 +1,7 @@
 """All models, imported here so Alembic's autogenerate sees every table."""
 from app.models.api_key import ApiKey
+from app.models.audit import AuditEvent
+from app.models.usage import KeyUsage
 from app.models.user import RevokedSession, User
 
-__all__ = ["ApiKey", "RevokedSession", "User"]
+__all__ = ["ApiKey", "AuditEvent", "KeyUsage", "RevokedSession", "User"]

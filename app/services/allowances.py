@@ -74,6 +74,11 @@ class _MemoryCounters:
             self._values[name] = (current + amount, expires_at or None)
             return True, current + amount
 
+    def add(self, name, amount):
+        with self._lock:
+            value, expires = self._values.get(name, (0, None))
+            self._values[name] = (max(self._live(name) + amount, 0), expires)
+
     def get(self, name):
         with self._lock:
             return self._live(name)
@@ -91,6 +96,9 @@ class _RedisCounters:
     def check_and_add(self, name, amount, limit, expires_at):
         admitted, current = self._script(keys=[name], args=[amount, limit, int(expires_at or 0)])
         return bool(admitted), int(current)
+
+    def add(self, name, amount):
+        self._connection.incrby(name, amount)
 
     def get(self, name):
         return int(self._connection.get(name) or 0)
@@ -120,6 +128,11 @@ def consume(allowance: Allowance, amount: int, now: datetime):
     expires_at = (reset_at + timedelta(days=1)).timestamp() if reset_at else None
     admitted, used = _counters().check_and_add(name, amount, allowance.limit, expires_at)
     return admitted, used, reset_at
+
+
+def refund(allowance: Allowance, amount: int, now: datetime):
+    """Give back what `consume` took for a request that was refused later on."""
+    _counters().add(allowance.counter(now)[0], -amount)
 
 
 def used(allowance: Allowance, now: datetime) -> int:

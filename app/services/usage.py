@@ -11,10 +11,12 @@ import os
 import threading
 from collections import defaultdict
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
-from app.models import ApiKey
+from app.models import ApiKey, KeyUsage
+from app.models.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class UsageBuffer:
         self.interval = app.config["USAGE_FLUSH_SECONDS"]
         self._lock = threading.Lock()
         self._last_used = {}
+        self._counters = defaultdict(lambda: [0, 0])  # (key_id, hour, outcome) -> [count, cost]
         self._pid = None
 
     def key_used(self, key_id: int, at):
@@ -35,23 +38,51 @@ class UsageBuffer:
                 self._last_used[key_id] = at
         self._ensure_thread()
 
+    def count(self, key_id: int, outcome: str, cost: int = 0):
+        """Count one request or verification of key `key_id` with its outcome and cost."""
+        hour = utcnow().replace(minute=0, second=0, microsecond=0)
+        with self._lock:
+            totals = self._counters[(key_id, hour, outcome)]
+            totals[0] += 1
+            totals[1] += cost
+        self._ensure_thread()
+
     def flush(self):
-        """Write everything buffered so far in one batch per table."""
+        """Write everything buffered so far: one UPDATE batch and one upsert batch."""
         with self._lock:
             last_used, self._last_used = self._last_used, {}
-        if not last_used:
+            counters, self._counters = self._counters, defaultdict(lambda: [0, 0])
+        if not last_used and not counters:
             return
-        table = ApiKey.__table__
-        statement = (update(table).where(table.c.id == bindparam("key_id"))
-                     .where((table.c.last_used_at.is_(None)) | (table.c.last_used_at < bindparam("at")))
-                     .values(last_used_at=bindparam("at")))
         with self.app.app_context():
             try:
-                db.session.execute(statement, [{"key_id": k, "at": at} for k, at in last_used.items()])
+                self._write(last_used, counters)
                 db.session.commit()
             except Exception:
                 db.session.rollback()
-                log.exception("usage flush failed; %d last-used times dropped", len(last_used))
+                log.exception("usage flush failed; %d last-used times and %d counters dropped",
+                              len(last_used), len(counters))
+
+    def _write(self, last_used, counters):
+        # Keys deleted since they were counted are skipped (their usage went with them).
+        wanted = {key_id for key_id in last_used} | {key for key, _, _ in counters}
+        alive = set(db.session.scalars(select(ApiKey.id).where(ApiKey.id.in_(wanted))))
+        table = ApiKey.__table__
+        rows = [{"key_id": k, "at": at} for k, at in last_used.items() if k in alive]
+        if rows:
+            db.session.execute(
+                update(table).where(table.c.id == bindparam("key_id"))
+                .where(table.c.last_used_at.is_(None) | (table.c.last_used_at < bindparam("at")))
+                .values(last_used_at=bindparam("at")), rows)
+        rows = [{"key_id": k, "hour": h, "outcome": o, "count": n, "cost": c}
+                for (k, h, o), (n, c) in counters.items() if k in alive]
+        if rows:
+            dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(KeyUsage.__table__)
+            db.session.execute(insert.on_conflict_do_update(
+                index_elements=["key_id", "hour", "outcome"],
+                set_={"count": KeyUsage.__table__.c.count + insert.excluded.count,
+                      "cost": KeyUsage.__table__.c.cost + insert.excluded.cost}), rows)
 
     def _ensure_thread(self):
         # Started lazily in each worker process: threads do not survive gunicorn's fork.

@@ -6,18 +6,25 @@ database read per request. A change made by this worker clears its cache at once
 """
 import enum
 import ipaddress
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
+from limits import parse_many
+from redis.exceptions import RedisError
 from sqlalchemy import or_, select
 
-from app.extensions import db
+from app.extensions import KEY_RATE_SCOPE, db, limiter
 from app.models import ApiKey, User
 from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
 from app.models.types import utcnow
+from app.services import allowances
+from app.services import scopes as scope_rules
 from app.services.key_format import hash_secret, is_well_formed
+
+log = logging.getLogger(__name__)
 
 CACHE_MAX_ENTRIES = 50_000
 
@@ -148,3 +155,73 @@ def check_key(secret: str, client_ip: str | None, now: datetime | None = None):
     if not record.allows_address(client_ip):
         return Outcome.FORBIDDEN, record
     return Outcome.VALID, record
+
+
+@dataclass
+class Verdict:
+    """The answer to "may this key do this, from there, at this cost?"."""
+
+    outcome: Outcome
+    record: KeyRecord | None = None
+    missing_scopes: tuple = ()
+    rate_limit: dict | None = None
+    quota: dict | None = None
+    budget: dict | None = None
+
+
+def _storage_error(what):
+    if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] != "open":
+        raise
+    log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
+
+
+def _hit_rate_limit(record: KeyRecord):
+    """Count one hit on the key's own limits (the bucket its API requests use); return (ok, state)."""
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
+    args = ([prefix] if prefix else []) + [f"key:{record.id}", KEY_RATE_SCOPE]
+    strategy, state = limiter.limiter, None
+    for item in parse_many(record.rate_limit):
+        admitted = strategy.hit(item, *args)
+        reset, remaining = strategy.get_window_stats(item, *args)
+        if state is None or remaining < state["remaining"] or not admitted:
+            state = {"limit": item.amount, "remaining": remaining, "reset": int(reset)}
+        if not admitted:
+            return False, state
+    return True, state
+
+
+def _allowance_state(allowance, used, reset_at):
+    return {"limit": allowance.limit, "period": allowance.period, "remaining": max(allowance.limit - used, 0),
+            "resets-at": reset_at.isoformat() if reset_at else None}
+
+
+def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
+    """Check a key in the documented order; the first failure wins. Counts nothing itself."""
+    now = utcnow()
+    outcome, record = check_key(secret, client_ip, now)
+    if outcome is not Outcome.VALID:
+        return Verdict(outcome, record)
+    missing = tuple(scope for scope in scopes if not scope_rules.allows(record.scopes, scope))
+    if missing:
+        return Verdict(Outcome.INSUFFICIENT_SCOPES, record, missing_scopes=missing)
+    verdict = Verdict(Outcome.VALID, record)
+    try:
+        if record.rate_limit:
+            admitted, verdict.rate_limit = _hit_rate_limit(record)
+            if not admitted:
+                verdict.outcome = Outcome.RATE_LIMITED
+                return verdict
+        consumed = []
+        for allowance in allowances.allowances_of(record):
+            amount = 1 if allowance.kind == "quota" else cost
+            admitted, used, reset_at = allowances.consume(allowance, amount, now)
+            setattr(verdict, allowance.kind, _allowance_state(allowance, used, reset_at))
+            if not admitted:
+                for spent, spent_amount in consumed:  # nothing is taken for a refused request
+                    allowances.refund(spent, spent_amount, now)
+                verdict.outcome = Outcome.QUOTA_EXCEEDED if allowance.kind == "quota" else Outcome.BUDGET_EXCEEDED
+                return verdict
+            consumed.append((allowance, amount))
+    except RedisError:
+        _storage_error("rate limit, quota and budget checks")
+    return verdict

@@ -97,6 +97,7 @@ def _resolve():
     if kind == "key":
         outcome, record = check_key(value, request.remote_addr)
         if outcome in _KEY_FAILURES:
+            g.key_outcome = (record.id if record else None, outcome.value)
             status, title, detail = _KEY_FAILURES[outcome]
             error = (unauthorized(detail, outcome.value, title) if status == 401
                      else ApiError(status, title, detail, code=outcome.value))
@@ -126,6 +127,7 @@ def require(scope: str | None = None) -> Actor:
     if actor is None:
         raise unauthorized("Authentication required: send a JWT or an API key.", "UNAUTHENTICATED")
     if scope and not actor.allows(scope):
+        g.key_outcome = (actor.key_id, "INSUFFICIENT_SCOPES")
         raise ApiError(403, "Insufficient scope", f"The API key lacks the scope '{scope}'.",
                        code="INSUFFICIENT_SCOPES")
     return actor

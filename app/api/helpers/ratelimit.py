@@ -10,18 +10,19 @@ Limits that apply:
 - a key's own `rate-limit`, across all endpoints, on top of the defaults (an application limit
   keyed like the verification endpoint's, so both count against the same window);
 - a key's `quota`, checked after the rate limits: an exhausted quota is a 429 QUOTA_EXCEEDED.
+Every request made with a key is counted in its usage, by outcome.
 """
 import logging
 
 from flask import current_app, g, request
-from flask_limiter import ApplicationLimit, Limiter
+from flask_limiter import ApplicationLimit, ExemptionScope, Limiter
 from redis.exceptions import RedisError
 
 from app.api.helpers.auth import current_actor
 from app.api.helpers.errors import ApiError
 from app.extensions import KEY_RATE_SCOPE
 from app.models.types import utcnow
-from app.services import allowances
+from app.services import allowances, usage
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def enforce_quota():
     if reset_at is not None:
         g.quota_headers["X-Quota-Reset"] = str(int(reset_at.timestamp()))
     if not admitted:
+        g.key_outcome = (record.id, "QUOTA_EXCEEDED")
         headers = dict(g.quota_headers)
         if reset_at is not None:
             headers["Retry-After"] = str(max(int((reset_at - utcnow()).total_seconds()), 1))
@@ -84,8 +86,15 @@ def enforce_quota():
                        code="QUOTA_EXCEEDED", headers=headers)
 
 
-def add_quota_headers(response):
+def finish_key_request(response):
+    """Add quota headers, and count the request in the key's usage by outcome."""
     response.headers.extend(g.get("quota_headers", {}))
+    record = g.get("api_key_record")
+    key_id, outcome = g.get("key_outcome", (record.id if record else None, "VALID"))
+    if key_id is not None and request.endpoint != "v1.verify_key":  # verify counts the checked key
+        if response.status_code == 429 and outcome == "VALID":
+            outcome = "RATE_LIMITED"
+        usage.buffer().count(key_id, outcome)
     return response
 
 
@@ -104,6 +113,8 @@ def init_app(app, exempt_blueprints=()):
     limiter.init_app(app)
     for blueprint in exempt_blueprints:
         limiter.exempt(blueprint)
+    # Verification is the services' hot path: the checked key's limits apply, not the defaults.
+    limiter.exempt(app.view_functions["v1.verify_key"], flags=ExemptionScope.DEFAULT)
     app.extensions["latchkey_limiter"] = limiter
     app.before_request(enforce_quota)  # registered after the limiter's hook: runs after it
-    app.after_request(add_quota_headers)
+    app.after_request(finish_key_request)

@@ -1,0 +1,62 @@
+"""Audit events, added to the session of the change they record, so both commit or neither does."""
+from flask import g, has_request_context, request
+from flask_rest_jsonapi_next import SqlalchemyDataLayer
+from sqlalchemy import inspect
+
+from app.extensions import db
+from app.models import AuditEvent
+
+# Secret-bearing columns are named by what they are, never shown by value (no value is ever stored).
+FIELD_NAMES = {"password_hash": "password", "digest": "secret", "previous_digest": "secret",
+               "key_metadata": "metadata"}
+NOT_CHANGES = {"updated_at", "version", "start", "last4", "previous_valid_until"}
+
+
+def audit(action, target_type=None, target_id=None, subject_user_id=None, changes=(), actor=None):
+    """Add an AuditEvent for `action` to the current session; the caller's commit writes it."""
+    actor = actor if actor is not None else g.get("actor") if has_request_context() else None
+    event = AuditEvent(
+        action=action, target_type=target_type, target_id=None if target_id is None else str(target_id),
+        subject_user_id=subject_user_id, changes=sorted(set(changes)),
+        actor_user_id=actor.user_id if actor else None, actor_key_id=actor.key_id if actor else None,
+    )
+    if has_request_context():
+        event.ip = request.remote_addr
+        event.user_agent = (request.user_agent.string or "")[:255] or None
+    db.session.add(event)
+    return event
+
+
+def changed_fields(obj) -> list:
+    """Return the names of the attributes changed on `obj` since it was loaded."""
+    state = inspect(obj)
+    names = []
+    for attr in state.mapper.column_attrs:
+        if attr.key not in NOT_CHANGES and state.attrs[attr.key].history.has_changes():
+            names.append(FIELD_NAMES.get(attr.key, attr.key).replace("_", "-"))
+    return names
+
+
+class AuditedLayer(SqlalchemyDataLayer):
+    """A data layer that records `<type>.create`, `<type>.update` and `<type>.delete`."""
+
+    target_type = None
+
+    def subject_of(self, obj):
+        return obj.user_id
+
+    def update_action(self, obj, changes):
+        return f"{self.target_type}.update"
+
+    def before_commit(self, obj):
+        super().before_commit(obj)
+        if inspect(obj).persistent:
+            changes = changed_fields(obj)
+            audit(self.update_action(obj, changes), self.target_type, obj.id, self.subject_of(obj), changes)
+        else:  # a creation: flush first, so the event can name the new id
+            self.session.add(obj)
+            self.session.flush()
+            audit(f"{self.target_type}.create", self.target_type, obj.id, self.subject_of(obj))
+
+    def before_delete_object(self, obj, view_kwargs):
+        audit(f"{self.target_type}.delete", self.target_type, obj.id, self.subject_of(obj))

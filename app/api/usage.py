@@ -1,0 +1,104 @@
+"""Usage analytics: a key's time series by outcome, and a summary of all the caller's keys.
+
+Counters are buffered per worker and written every USAGE_FLUSH_SECONDS; this worker's buffer is
+flushed before reading, other workers' counts arrive within that interval.
+"""
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+
+from flask import json, make_response, request
+from sqlalchemy import func, select
+
+from app.api import bp
+from app.api.helpers.auth import require
+from app.api.helpers.errors import JSONAPI, ApiError
+from app.api.helpers.permissions import get_owned_key, owner_filter
+from app.extensions import db
+from app.models import ApiKey, KeyUsage
+from app.models.types import utcnow
+from app.services import usage
+
+MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=731)}
+FAILURES_EXCLUDED = ("VALID",)
+
+
+def _time_param(name, default):
+    value = request.args.get(name)
+    if value is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "Invalid parameter", f"{name} is an ISO 8601 time.", parameter=name) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _window(default_span):
+    """Return (from, to, granularity) from the query string, validated."""
+    granularity = request.args.get("granularity", "hour")
+    if granularity not in MAX_RANGE:
+        raise ApiError(400, "Invalid parameter", "granularity is hour or day.", parameter="granularity")
+    end = _time_param("to", utcnow())
+    start = _time_param("from", end - default_span)
+    if start >= end or end - start > MAX_RANGE[granularity]:
+        raise ApiError(400, "Invalid parameter", f"from must precede to, by at most "
+                       f"{MAX_RANGE[granularity].days} days at {granularity} granularity.", parameter="from")
+    return start, end, granularity
+
+
+def _bucket(hour, granularity):
+    return hour if granularity == "hour" else hour.replace(hour=0)
+
+
+def _document(data):
+    response = make_response(json.dumps({"data": data, "jsonapi": {"version": "1.0"}}))
+    response.headers["Content-Type"] = JSONAPI
+    return response
+
+
+@bp.get("/api-keys/<int:key_id>/usage")
+def key_usage(key_id):
+    """Return the key's counts and cost per hour or day, by outcome (owner or admin)."""
+    key = get_owned_key(key_id, require("usage:read"))
+    start, end, granularity = _window(timedelta(days=1))
+    usage.buffer().flush()
+    rows = db.session.execute(
+        select(KeyUsage.hour, KeyUsage.outcome, KeyUsage.count, KeyUsage.cost)
+        .where(KeyUsage.key_id == key.id, KeyUsage.hour >= start.replace(minute=0, second=0, microsecond=0),
+               KeyUsage.hour < end).order_by(KeyUsage.hour))
+    series = defaultdict(lambda: {"outcomes": defaultdict(int), "cost": 0})
+    totals = defaultdict(int)
+    for hour, outcome, count, cost in rows:
+        point = series[_bucket(hour, granularity)]
+        point["outcomes"][outcome] += count
+        point["cost"] += cost
+        totals[outcome] += count
+    points = [{"time": time.isoformat(), "total": sum(p["outcomes"].values()), "cost": p["cost"],
+               "outcomes": dict(p["outcomes"])} for time, p in sorted(series.items())]
+    return _document({"type": "api-key-usage", "id": str(key.id), "attributes": {
+        "from": start.isoformat(), "to": end.isoformat(), "granularity": granularity,
+        "totals": dict(totals), "series": points}})
+
+
+@bp.get("/usage")
+def usage_summary():
+    """Summarise the caller's keys (an admin's: all keys): totals, errors, rate-limit hits, busiest keys."""
+    actor = require("usage:read")
+    start, end, _ = _window(timedelta(days=30))
+    usage.buffer().flush()
+    keys = owner_filter(select(ApiKey.id), ApiKey.user_id, actor).subquery()
+    in_window = (KeyUsage.key_id.in_(select(keys.c.id)), KeyUsage.hour >= start, KeyUsage.hour < end)
+    by_outcome = dict(db.session.execute(
+        select(KeyUsage.outcome, func.sum(KeyUsage.count)).where(*in_window).group_by(KeyUsage.outcome)).all())
+    cost = db.session.scalar(select(func.coalesce(func.sum(KeyUsage.cost), 0)).where(*in_window))
+    busiest = db.session.execute(
+        select(KeyUsage.key_id, ApiKey.name, func.sum(KeyUsage.count).label("n"))
+        .join(ApiKey, ApiKey.id == KeyUsage.key_id).where(*in_window)
+        .group_by(KeyUsage.key_id, ApiKey.name).order_by(func.sum(KeyUsage.count).desc()).limit(5)).all()
+    by_outcome = {outcome: int(count) for outcome, count in by_outcome.items()}
+    return _document({"type": "usage-summary", "id": str(actor.user_id), "attributes": {
+        "from": start.isoformat(), "to": end.isoformat(),
+        "total": sum(by_outcome.values()), "cost": int(cost),
+        "errors": sum(n for outcome, n in by_outcome.items() if outcome not in FAILURES_EXCLUDED),
+        "rate-limited": by_outcome.get("RATE_LIMITED", 0), "by-outcome": by_outcome,
+        "busiest-keys": [{"id": str(key_id), "name": name, "total": int(n)} for key_id, name, n in busiest]}})
