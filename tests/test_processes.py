@@ -1,8 +1,10 @@
-"""Limits that hold exactly across processes: gunicorn with 4 workers sharing one Redis.
+"""What must hold across processes: gunicorn with 4 workers sharing one Redis and one database.
+Limits, quotas and budgets admit exactly what they allow, usage adds up, revocation spreads.
 
 Skipped unless RATELIMIT_STORAGE_URI (or REDIS_URL) is a redis:// URL, as in `.ci/run`'s second
 pass: with memory:// each worker counts alone, which is exactly what these tests would catch.
 """
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,10 +43,16 @@ class Seeder:
     def key(self, user_id, **attributes):
         with self.app.app_context():
             fields = lifecycle.new_secret_fields("lk")
-            key = ApiKey(user_id=user_id, name="proc", scopes=["keys:read"], **attributes, **fields)
+            key = ApiKey(user_id=user_id, name="proc", **{"scopes": ["keys:read"], **attributes}, **fields)
             db.session.add(key)
             db.session.commit()
             return key.plaintext_secret
+
+    def key_id(self, secret):
+        from app.services.key_format import hash_secret
+
+        with self.app.app_context():
+            return db.session.query(ApiKey.id).filter_by(digest=hash_secret(secret)).scalar()
 
     def close(self):
         with self.app.app_context():
@@ -102,6 +110,64 @@ def test_quota_is_exact_across_workers(service):
     secret = seeder.key(user_id, quota_limit=12, quota_period="day")
     result = fire(f"{base}/v1/api-keys", LIMIT, {"X-API-Key": secret})  # within the defaults
     assert result == {(200, None): 12, (429, "QUOTA_EXCEEDED"): LIMIT - 12}
+
+
+def post_many(url, bodies, headers):
+    """POST each body from 16 threads at once; return the JSON answers."""
+    def one(body):
+        return requests.post(url, json=body, headers=headers, timeout=30).json()
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, bodies))
+
+
+def test_budget_never_admits_more_than_it_holds(service):
+    base, seeder = service
+    service_id, _ = seeder.user("budget-service@example.com")
+    verifier = {"X-API-Key": seeder.key(service_id, scopes=["keys:verify"])}
+    owner_id, _ = seeder.user("budget-owner@example.com")
+    secret = seeder.key(owner_id, budget_limit=100, budget_period="day")
+    answers = post_many(f"{base}/v1/api-keys/verify", [{"key": secret, "cost": 3}] * 60, verifier)
+    codes = Counter(answer["meta"]["code"] for answer in answers)
+    assert codes == {"VALID": 33, "BUDGET_EXCEEDED": 27}  # 33 x 3 = 99 <= 100 < 34 x 3
+
+
+def test_usage_adds_up_across_workers(service):
+    base, seeder = service
+    service_id, _ = seeder.user("usage-service@example.com")
+    verifier = {"X-API-Key": seeder.key(service_id, scopes=["keys:verify"])}
+    owner_id, owner_token = seeder.user("usage-owner@example.com")
+    secret = seeder.key(owner_id, scopes=["llm:*"], quota_limit=30, quota_period="day")
+    bodies = [{"key": secret, "scopes": ["llm:gpt-4o"], "cost": 2}] * 40 + [{"key": secret, "scopes": ["rag:x"]}] * 5
+    codes = Counter(answer["meta"]["code"] for answer in post_many(f"{base}/v1/api-keys/verify", bodies, verifier))
+    assert codes == {"VALID": 30, "QUOTA_EXCEEDED": 10, "INSUFFICIENT_SCOPES": 5}
+    key_id = seeder.key_id(secret)
+    url = f"{base}/v1/api-keys/{key_id}/usage"
+
+    def totals():
+        attributes = requests.get(url, headers={"Authorization": f"Bearer {owner_token}"}, timeout=10).json()
+        return attributes["data"]["attributes"]["totals"], attributes["data"]["attributes"]["series"]
+
+    wait_until_equal = time.monotonic() + 10  # workers flush every USAGE_FLUSH_SECONDS (0.5 s here)
+    while time.monotonic() < wait_until_equal and totals()[0] != dict(codes):
+        time.sleep(0.2)
+    counts, series = totals()
+    assert counts == dict(codes)
+    assert sum(point["cost"] for point in series) == 60
+
+
+def test_revocation_reaches_every_worker_within_one_second(service):
+    base, seeder = service
+    owner_id, owner_token = seeder.user("revoke@example.com")
+    secret = seeder.key(owner_id, scopes=["keys:read"])
+    url = f"{base}/v1/users/{owner_id}/relationships/api-keys"
+    assert fire(url, 12, {"X-API-Key": secret}) == {(200, None): 12}  # every worker has it cached
+    key_id = seeder.key_id(secret)
+    revoked = requests.post(f"{base}/v1/api-keys/{key_id}/revoke", headers={"Authorization": f"Bearer {owner_token}"},
+                            timeout=10)
+    assert revoked.status_code == 200
+    time.sleep(1.05)
+    assert fire(url, 16, {"X-API-Key": secret}) == {(401, "REVOKED"): 16}
 
 
 @pytest.mark.parametrize("policy", ["open", "closed"])
