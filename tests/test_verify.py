@@ -145,3 +145,12 @@ def test_verification_counts_usage_and_writes_nothing_until_the_flush(app, clien
         rows = {(row.outcome, row.count, row.cost) for row in db.session.query(KeyUsage).filter_by(key_id=key.id)}
     assert rows == {("VALID", 2, 5), ("INSUFFICIENT_SCOPES", 1, 0)}
     assert make.row(ApiKey, key.id)["last_used_at"] is not None
+
+
+def test_requests_and_verifications_share_the_keys_rate_limit(client, make, service, owner):
+    key = make.key(owner, rate_limit="3/minute")
+    assert [client.get("/v1/api-keys", headers={"X-API-Key": key.secret}).status_code for _ in range(2)] == [200, 200]
+    meta = check(client, service, key.secret)
+    assert meta["code"] == "VALID" and meta["rate-limit"]["remaining"] == 0
+    assert check(client, service, key.secret)["code"] == "RATE_LIMITED"
+    assert client.get("/v1/api-keys", headers={"X-API-Key": key.secret}).status_code == 429

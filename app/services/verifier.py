@@ -176,16 +176,17 @@ def _storage_error(what):
 
 
 def _hit_rate_limit(record: KeyRecord):
-    """Count one hit on the key's own limits (the bucket its API requests use); return (ok, state)."""
+    """Count one hit on the key's own limits, in the bucket its API requests use (flask-limiter's
+    fixed window, one INCR per limit); return (admitted, state of the tightest limit)."""
     prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
     args = ([prefix] if prefix else []) + [f"key:{record.id}", KEY_RATE_SCOPE]
-    strategy, state = limiter.limiter, None
+    storage, state = limiter.storage, None
     for item in parse_many(record.rate_limit):
-        admitted = strategy.hit(item, *args)
-        reset, remaining = strategy.get_window_stats(item, *args)
-        if state is None or remaining < state["remaining"] or not admitted:
-            state = {"limit": item.amount, "remaining": remaining, "reset": int(reset)}
-        if not admitted:
+        count = storage.incr(item.key_for(*args), item.get_expiry())
+        remaining = max(item.amount - count, 0)
+        if state is None or remaining < state["remaining"]:
+            state = {"limit": item.amount, "remaining": remaining, "window": item.get_expiry()}
+        if count > item.amount:
             return False, state
     return True, state
 

@@ -15,7 +15,7 @@ Every request made with a key is counted in its usage, by outcome.
 import logging
 
 from flask import current_app, g, request
-from flask_limiter import ApplicationLimit, ExemptionScope, Limiter
+from flask_limiter import ApplicationLimit, Limiter
 from redis.exceptions import RedisError
 
 from app.api.helpers.auth import current_actor
@@ -113,8 +113,9 @@ def init_app(app, exempt_blueprints=()):
     limiter.init_app(app)
     for blueprint in exempt_blueprints:
         limiter.exempt(blueprint)
-    # Verification is the services' hot path: the checked key's limits apply, not the defaults.
-    limiter.exempt(app.view_functions["v1.verify_key"], flags=ExemptionScope.DEFAULT)
+    # Verification is the services' hot path: the limits of the key being checked apply (counted by
+    # the verifier in the same buckets), not the caller's; a filter skips flask-limiter's whole check.
+    limiter.request_filter(lambda: request.endpoint == "v1.verify_key")
     app.extensions["latchkey_limiter"] = limiter
     app.before_request(enforce_quota)  # registered after the limiter's hook: runs after it
     app.after_request(finish_key_request)
