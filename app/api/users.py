@@ -13,6 +13,7 @@ from app.api.schema.user import UserSchema
 from app.extensions import db, limiter
 from app.models import User
 from app.services.passwords import hash_password
+from app.services.verifier import forget_cached_keys
 
 def _forbid_admin_flag(data):
     actor = current_actor()
@@ -52,6 +53,12 @@ class UserLayer(AuditedLayer):
             _check_email_free(data["email"], obj.id)
         if "password" in data:
             data["password_hash"] = hash_password(data.pop("password"))
+
+    def after_update_object(self, obj, data, view_kwargs):
+        forget_cached_keys()  # cached key records carry the owner's admin flag
+
+    def after_delete_object(self, obj, view_kwargs):
+        forget_cached_keys()  # the owner's keys went with the account
 
 
 def _layer():

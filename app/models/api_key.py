@@ -10,6 +10,8 @@ ACTIVE, SUSPENDED, REVOKED, EXPIRED = "active", "suspended", "revoked", "expired
 
 class ApiKey(db.Model):
     __tablename__ = "api_keys"
+    # Never reuse the id of a deleted row on SQLite: an old token or key must not find a new owner.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(

@@ -8,6 +8,8 @@ from app.models.types import UTCDateTime, utcnow
 
 class User(db.Model):
     __tablename__ = "users"
+    # Never reuse the id of a deleted row on SQLite: an old token or key must not find a new owner.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Stored lower-cased, so the unique index makes emails unique regardless of case.

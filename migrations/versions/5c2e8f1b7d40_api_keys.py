@@ -46,7 +46,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_keys_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('digest', name=op.f('uq_api_keys_digest')),
-    sa.UniqueConstraint('previous_digest', name=op.f('uq_api_keys_previous_digest'))
+    sa.UniqueConstraint('previous_digest', name=op.f('uq_api_keys_previous_digest')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_keys_status'), ['status'], unique=False)
