@@ -76,8 +76,8 @@ def _check_filter_tree(node):
             return
     if "not" in node:
         return _check_filter_tree(node["not"])
-    name = str(node.get("name", "")).replace("-", "_")
-    if name not in FILTERABLE or node.get("op") not in OPERATORS:
+    name = node.get("name")
+    if name not in FILTERABLE or node.get("op") not in OPERATORS or "field" in node:
         raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
 
 

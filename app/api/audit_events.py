@@ -21,8 +21,7 @@ def _check_filters(nodes):
     for node in nodes:
         if not isinstance(node, dict):
             raise InvalidFilters("Each filter must be an object.")
-        name = str(node.get("name", "")).replace("-", "_")
-        if name not in FILTERABLE or node.get("op") not in OPERATORS:
+        if node.get("name") not in FILTERABLE or node.get("op") not in OPERATORS or "field" in node:
             raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
 
 

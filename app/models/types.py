@@ -21,10 +21,13 @@ class UTCDateTime(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
+        """Accept aware datetimes, and naive ones or ISO strings (query filters) taken as UTC."""
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
+            return value
         return value.astimezone(timezone.utc).replace(tzinfo=None)
 
     def process_result_value(self, value, dialect):

@@ -9,6 +9,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import decode_token
 
 from app.api.helpers.errors import ApiError
+from app.api.helpers.requests import check_resource_document
 from app.extensions import db
 from app.models import RevokedSession, User
 from app.models.types import utcnow
@@ -153,4 +154,9 @@ class Guarded:
     def dispatch_request(self, *args, **kwargs):
         if request.method not in self.anonymous_methods:
             require(self.required_scopes.get(request.method))
+        if request.method in ("POST", "PATCH") and not self._is_relationship():
+            check_resource_document(request.get_json(silent=True), self.schema.opts.type_)
         return super().dispatch_request(*args, **kwargs)
+
+    def _is_relationship(self):
+        return request.path.rsplit("/", 2)[-2] == "relationships"

@@ -7,7 +7,7 @@ from flask_rest_jsonapi_next import JsonApiException
 from flask_rest_jsonapi_next.error_responses.exception_converters import convert
 from marshmallow_jsonapi.exceptions import IncorrectTypeError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError, NoResultFound
+from sqlalchemy.exc import IntegrityError, NoResultFound, StatementError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
@@ -63,6 +63,9 @@ def handle_error(exc):
     if isinstance(exc, NoResultFound):
         return error_document([_error(404, "Not found", "Resource not found.",
                                       source={"parameter": "id"})], 404)
+    if isinstance(exc, StatementError) and isinstance(exc.orig, (ValueError, TypeError)):
+        _rollback()  # a query parameter the column type could not take, e.g. a filter on a date
+        return error_document([_error(400, "Bad request", "A value in the query does not fit its attribute.")], 400)
     if isinstance(exc, (StaleDataError, IntegrityError)):
         _rollback()
         return error_document([_error(409, "Conflict", "The resource was changed concurrently "
