@@ -81,10 +81,16 @@ def _key(key_id: int) -> ApiKey:
 def create_key(email, name, scopes, expires_in):
     """Create a key and print its secret, once."""
     user = _user_by_email(email)
+    if not 1 <= len(name.strip()) <= 100:
+        raise click.BadParameter("the name is 1 to 100 characters", param_hint="--name")
     bad = [scope for scope in scopes if not scope_rules.is_valid_scope(scope)]
     if bad:
         raise click.BadParameter(f"invalid scope {bad[0]!r}", param_hint="--scope")
-    expires_at = utcnow() + _parse_duration(expires_in) if expires_in else None
+    lifetime = _parse_duration(expires_in) if expires_in else None
+    max_days = current_app.config["API_KEY_MAX_LIFETIME_DAYS"]
+    if lifetime is not None and not timedelta(0) < lifetime <= timedelta(days=max_days):
+        raise click.BadParameter(f"a key lives at most {max_days} days", param_hint="--expires-in")
+    expires_at = utcnow() + lifetime if lifetime else None
     try:
         lifecycle.reserve_key_slot(user.id, current_app.config["API_KEY_MAX_PER_USER"])
     except lifecycle.KeyLimitError as error:
