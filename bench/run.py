@@ -112,7 +112,7 @@ def fill_keys(app, owner_id, total):
 def bench_limits(args, tmp):
     """Issue 4: GET /v1/scopes with an API key (default limits + the key's own limit) vs bare GET."""
     summaries = []
-    with fresh_database(tmp) as database_url, gunicorn(
+    with fresh_database(tmp, DATABASE_URL) as database_url, gunicorn(
             service_env(database_url, REDIS_URL), args.workers, "bench.bare_app:app") as bare:
         for storage in ("memory://", REDIS_URL):
             env = service_env(database_url, storage, RATE_LIMIT_DEFAULTS="100000000 per minute")
@@ -128,7 +128,7 @@ def bench_verify(args, tmp):
     """Issue 5: POST /v1/api-keys/verify on PostgreSQL + Redis, at 1,000 then 1,000,000 keys."""
     summaries = []
     keys_file = tmp / "keys.txt"
-    with fresh_database(tmp) as database_url:
+    with fresh_database(tmp, DATABASE_URL) as database_url:
         env = service_env(database_url, REDIS_URL)
         run_migrations(env)
         app, owner_id, service = seed(env, keys_file, args.hot_keys, rate_limit="100000000/minute",

@@ -46,10 +46,10 @@ def redis_url_or_none():
 
 
 @contextmanager
-def fresh_database(tmp_path):
-    """Yield the URL of an empty database: a private PostgreSQL database when DATABASE_URL is
-    PostgreSQL, else a SQLite file; then drop it."""
-    base = os.environ.get("DATABASE_URL", "")
+def fresh_database(tmp_path, base=None):
+    """Yield the URL of an empty database: a private PostgreSQL database when `base` (default:
+    DATABASE_URL) is PostgreSQL, else a SQLite file; then drop it."""
+    base = base or os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres"):
         yield f"sqlite:///{tmp_path / 'proc.db'}"
         return

@@ -1,5 +1,5 @@
 """API keys: only a digest of the secret is stored."""
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -36,9 +36,9 @@ class ApiKey(db.Model):
     tags = mapped_column(JSON, nullable=False, default=list)
     # flask-limiter notation, e.g. "100/minute;10000/day"; None means only the defaults apply.
     rate_limit: Mapped[str | None] = mapped_column(String(200))
-    quota_limit: Mapped[int | None] = mapped_column(Integer)
+    quota_limit: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     quota_period: Mapped[str | None] = mapped_column(String(8))
-    budget_limit: Mapped[int | None] = mapped_column(Integer)
+    budget_limit: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     budget_period: Mapped[str | None] = mapped_column(String(8))
     # Rotation: the replaced secret stays valid until previous_valid_until.
     previous_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
