@@ -73,7 +73,7 @@ class UsageBuffer:
             db.session.execute(
                 update(table).where(table.c.id == bindparam("key_id"))
                 .where(table.c.last_used_at.is_(None) | (table.c.last_used_at < bindparam("at")))
-                .values(last_used_at=bindparam("at")), rows)
+                .values(last_used_at=bindparam("at"), updated_at=table.c.updated_at), rows)  # not an edit
         rows = [{"key_id": k, "hour": h, "outcome": o, "count": n, "cost": c}
                 for (k, h, o), (n, c) in counters.items() if k in alive]
         if rows:

@@ -1,8 +1,8 @@
 """Key checks shared by request authentication and the verification endpoint.
 
-Key records are cached per worker for at most KEY_CACHE_SECONDS (1 s by default), so a revoke,
-suspend, rotate, scope change or delete reaches every worker within that time without a
-database read per request. A change made by this worker clears its cache at once.
+Key records are cached per worker and re-validated every KEY_CACHE_SECONDS (1 s by default; see
+KeyCache), so a revoke, suspend, rotate, scope change or delete reaches every worker within that
+time without a database read per request. A change made by this worker clears its cache at once.
 """
 import enum
 import ipaddress
@@ -14,10 +14,10 @@ from datetime import datetime
 from flask import current_app
 from limits import parse_many
 from redis.exceptions import RedisError
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from app.extensions import KEY_RATE_SCOPE, db, limiter
-from app.models import ApiKey, User
+from app.models import ApiKey, AuditEvent, User
 from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
 from app.models.types import utcnow
 from app.services import allowances
@@ -92,22 +92,33 @@ class KeyRecord:
 
 
 class KeyCache:
-    """digest -> (KeyRecord or None, loaded at), per worker process."""
+    """digest -> KeyRecord, per worker process, kept until any change is recorded anywhere.
+
+    Every change that matters to a key (key or account mutations, from the API or the CLI, on any
+    host) writes an audit event in its own transaction. At most once per `ttl` seconds the cache
+    reads the newest audit event id (a primary-key lookup) and drops everything when it moved.
+    """
 
     def __init__(self):
         self._entries = {}
+        self._marker = None
+        self._checked_at = float("-inf")
 
     def get(self, digest: str, ttl: float):
-        entry = self._entries.get(digest)
-        if entry is not None and time.monotonic() - entry[1] < ttl:
-            return entry[0]
-        record = _load(digest)
-        if record is not None:
-            if len(self._entries) >= CACHE_MAX_ENTRIES:
+        now = time.monotonic()
+        if now - self._checked_at >= ttl:
+            marker = db.session.scalar(select(func.max(AuditEvent.id)))
+            if marker != self._marker:
                 self._entries.clear()
-            self._entries[digest] = (record, time.monotonic())
-        else:
-            self._entries.pop(digest, None)
+                self._marker = marker
+            self._checked_at = now
+        record = self._entries.get(digest)
+        if record is None:
+            record = _load(digest)  # unknown digests are not cached: a new key works at once
+            if record is not None:
+                if len(self._entries) >= CACHE_MAX_ENTRIES:
+                    self._entries.clear()
+                self._entries[digest] = record
         return record
 
     def clear(self):
