@@ -137,9 +137,11 @@ def revoke_key(key_id):
 def rotate_key(key_id, grace):
     """Give a key a new secret and print it, once."""
     key = _key(key_id)
+    if grace > current_app.config["API_KEY_MAX_GRACE_SECONDS"]:
+        raise click.BadParameter(f"at most {current_app.config['API_KEY_MAX_GRACE_SECONDS']} seconds",
+                                 param_hint="--grace")
     try:
-        secret = lifecycle.rotate(key, min(grace, current_app.config["API_KEY_MAX_GRACE_SECONDS"]),
-                                  current_app.config["API_KEY_PREFIX"])
+        secret = lifecycle.rotate(key, grace, current_app.config["API_KEY_PREFIX"])
     except lifecycle.KeyStateError as error:
         raise click.ClickException(str(error)) from None
     audit("key.rotate", "key", key.id, key.user_id, ["secret"])

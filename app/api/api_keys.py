@@ -12,9 +12,10 @@ from werkzeug.datastructures import ImmutableMultiDict
 from app.api import api
 from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require
-from app.api.helpers.errors import ApiError
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
+from app.api.helpers.errors import ApiError
 from app.api.helpers.permissions import get_owned_key, get_visible_user, owner_filter
+from app.api.helpers.requests import check_filter_value
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models import ApiKey, User
@@ -26,6 +27,7 @@ from app.services.verifier import forget_cached_keys
 
 # Filters the generic JSON filter may use, and the operators it may apply.
 FILTERABLE = {"name", "created_at", "expires_at", "last_used_at", "description"}
+DATE_FILTERS = {"created_at", "expires_at", "last_used_at"}
 OPERATORS = {"eq", "ne", "in_", "notin_", "like", "ilike", "startswith", "endswith", "contains",
              "lt", "le", "gt", "ge", "is_", "isnot", "between"}
 # Simple filters handled here rather than by the library: status is partly derived, tags are JSON.
@@ -76,9 +78,10 @@ def _check_filter_tree(node):
             return
     if "not" in node:
         return _check_filter_tree(node["not"])
-    name = node.get("name")
-    if name not in FILTERABLE or node.get("op") not in OPERATORS or "field" in node:
+    name, op = node.get("name"), node.get("op")
+    if name not in FILTERABLE or op not in OPERATORS or "field" in node:
         raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
+    check_filter_value(op, node.get("val"), is_date=name in DATE_FILTERS)
 
 
 class ApiKeyLayer(AuditedLayer):

@@ -9,6 +9,7 @@ from sqlalchemy import or_
 
 from app.api import api
 from app.api.helpers.auth import Guarded, require
+from app.api.helpers.requests import check_filter_value
 from app.api.schema.audit_event import AuditEventSchema
 from app.extensions import db
 from app.models import AuditEvent
@@ -23,6 +24,7 @@ def _check_filters(nodes):
             raise InvalidFilters("Each filter must be an object.")
         if node.get("name") not in FILTERABLE or node.get("op") not in OPERATORS or "field" in node:
             raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
+        check_filter_value(node["op"], node.get("val"), is_date=node["name"] == "created_at")
 
 
 class AuditLayer(SqlalchemyDataLayer):

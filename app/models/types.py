@@ -26,6 +26,8 @@ class UTCDateTime(TypeDecorator):
             return None
         if isinstance(value, str):
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not isinstance(value, datetime):
+            raise ValueError("a UTC column takes a datetime or an ISO 8601 string")
         if value.tzinfo is None:
             return value
         return value.astimezone(timezone.utc).replace(tzinfo=None)

@@ -55,14 +55,20 @@ def unauthorized(detail, code, title="Unauthorized"):
     return ApiError(401, title, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _credential():
-    """Return (kind, value) from the headers; kind is 'key', 'jwt' or None."""
+def refuse_query_credentials():
+    """Refuse any request carrying a key or token in its URL, where logs and proxies keep it."""
     prefix = current_app.config["API_KEY_PREFIX"]
     for name, value in request.args.items(multi=True):
         if name.lower() in ("api_key", "apikey", "key", "access_token", "token") or looks_like_key(value, prefix):
             raise ApiError(400, "Credentials in the query string",
                            "Send API keys and tokens in a header, never in the URL.",
                            code="CREDENTIAL_IN_QUERY", parameter=name)
+
+
+def _credential():
+    """Return (kind, value) from the headers; kind is 'key', 'jwt' or None."""
+    prefix = current_app.config["API_KEY_PREFIX"]
+    refuse_query_credentials()
     if request.headers.get("X-API-Key"):
         return "key", request.headers["X-API-Key"].strip()
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
