@@ -100,7 +100,7 @@ def fill_keys(app, owner_id, total):
             "INSERT INTO api_keys (user_id, name, digest, start, last4, scopes, status, created_at, updated_at, "
             "allowed_ips, metadata, tags, version) SELECT :owner, 'bulk', encode(sha256(('bulk-' || g)::bytea), 'hex'), "
             "'lk_bulk00', 'bulk', '[]', 'active', now(), now(), '[]', '{}', '[]', 1 "
-            "FROM generate_series(:start, :end) AS g"), {"owner": owner_id, "start": have + 1, "end": total})
+            "FROM generate_series(CAST(:start AS bigint), CAST(:end AS bigint)) AS g"), {"owner": owner_id, "start": have + 1, "end": total})
         db.session.commit()
         db.session.execute(text("ANALYZE api_keys"))
         db.session.commit()
