@@ -1,8 +1,9 @@
 """Quotas (requests) and budgets (cost units) per key, per UTC day, UTC month or in total.
 
-Counters live in the rate limiter's storage: on Redis a Lua script checks and adds in one step,
-so concurrent workers can never admit more than the limit in total; on memory:// they hold
-for one process, like the limits themselves.
+Counters live in the rate limiter's storage: on Redis one Lua script counts the key's rate
+limits (in flask-limiter's own fixed-window buckets), then checks every allowance and adds to all
+of them or to none, in one round trip; concurrent workers can never admit more than a limit in
+total. On memory:// they hold for one process, like the limits themselves.
 """
 import threading
 import time
@@ -15,17 +16,33 @@ from app.extensions import limiter
 
 PERIODS = ("day", "month", "total")
 
-_CHECK_AND_ADD = """
-local current = tonumber(redis.call('get', KEYS[1]) or '0')
-local amount = tonumber(ARGV[1])
-if current + amount > tonumber(ARGV[2]) then
-  return {0, current}
+# KEYS: rate-limit buckets, then allowance counters. ARGV[1]: how many buckets; then per bucket
+# its limit and window in seconds; then per allowance its amount, limit and expiry (0: never).
+# Returns {index of the first refusal (0: admitted), count of every key after the call}.
+_ADMIT = """
+local buckets = tonumber(ARGV[1])
+local counts, arg = {}, 2
+for i = 1, buckets do
+  local current = redis.call('incrby', KEYS[i], 1)
+  if current == 1 then redis.call('expire', KEYS[i], ARGV[arg + 1]) end
+  counts[i] = current
+  if current > tonumber(ARGV[arg]) then return {i, unpack(counts)} end
+  arg = arg + 2
 end
-current = redis.call('incrby', KEYS[1], amount)
-if ARGV[3] ~= '0' then
-  redis.call('expireat', KEYS[1], ARGV[3])
+local refused = 0
+for i = buckets + 1, #KEYS do
+  local current = tonumber(redis.call('get', KEYS[i]) or '0')
+  counts[i] = current
+  local a = arg + (i - buckets - 1) * 3
+  if refused == 0 and current + tonumber(ARGV[a]) > tonumber(ARGV[a + 1]) then refused = i end
 end
-return {1, current}
+if refused > 0 then return {refused, unpack(counts)} end
+for i = buckets + 1, #KEYS do
+  local a = arg + (i - buckets - 1) * 3
+  counts[i] = redis.call('incrby', KEYS[i], ARGV[a])
+  if ARGV[a + 2] ~= '0' then redis.call('expireat', KEYS[i], ARGV[a + 2]) end
+end
+return {0, unpack(counts)}
 """
 
 
@@ -66,18 +83,20 @@ class _MemoryCounters:
             return 0
         return value
 
-    def check_and_add(self, name, amount, limit, expires_at):
+    def admit(self, buckets, counters):
+        counts = []
+        for index, (name, limit, window) in enumerate(buckets, 1):  # flask-limiter's own buckets
+            counts.append(limiter.storage.incr(name, window))
+            if counts[-1] > limit:
+                return index, counts
         with self._lock:
-            current = self._live(name)
-            if current + amount > limit:
-                return False, current
-            self._values[name] = (current + amount, expires_at or None)
-            return True, current + amount
-
-    def add(self, name, amount):
-        with self._lock:
-            value, expires = self._values.get(name, (0, None))
-            self._values[name] = (max(self._live(name) + amount, 0), expires)
+            current = [self._live(name) for name, _, _, _ in counters]
+            for index, ((name, amount, limit, _), value) in enumerate(zip(counters, current), len(buckets) + 1):
+                if value + amount > limit:
+                    return index, counts + current
+            for (name, amount, _, expires_at), value in zip(counters, current):
+                self._values[name] = (value + amount, expires_at or None)
+            return 0, counts + [value + amount for (_, amount, _, _), value in zip(counters, current)]
 
     def get(self, name):
         with self._lock:
@@ -89,16 +108,20 @@ class _MemoryCounters:
 
 
 class _RedisCounters:
-    def __init__(self, connection):
-        self._connection = connection
-        self._script = connection.register_script(_CHECK_AND_ADD)
+    def __init__(self, storage):
+        self._storage = storage
+        self._connection = storage.get_connection()
+        self._script = self._connection.register_script(_ADMIT)
 
-    def check_and_add(self, name, amount, limit, expires_at):
-        admitted, current = self._script(keys=[name], args=[amount, limit, int(expires_at or 0)])
-        return bool(admitted), int(current)
-
-    def add(self, name, amount):
-        self._connection.incrby(name, amount)
+    def admit(self, buckets, counters):
+        keys = [self._storage.prefixed_key(name) for name, _, _ in buckets] + [name for name, _, _, _ in counters]
+        args = [len(buckets)]
+        for _, limit, window in buckets:
+            args += [limit, window]
+        for _, amount, limit, expires_at in counters:
+            args += [amount, limit, int(expires_at or 0)]
+        refused, *counts = self._script(keys=keys, args=args)
+        return int(refused), [int(count) for count in counts]
 
     def get(self, name):
         return int(self._connection.get(name) or 0)
@@ -115,24 +138,28 @@ def _counters():
     if hasattr(storage, "get_connection"):  # the Redis, Sentinel and Cluster storages
         cached = getattr(storage, "_latchkey_counters", None)
         if cached is None:
-            cached = _RedisCounters(storage.get_connection())
+            cached = _RedisCounters(storage)
             storage._latchkey_counters = cached
         return cached
     return _memory
 
 
-def consume(allowance: Allowance, amount: int, now: datetime):
-    """Add `amount` if it fits; return (admitted, used after the call, reset time or None)."""
-    name, reset_at = allowance.counter(now)
-    # Counters outlive their window by a day, so "used" stays readable around the boundary.
-    expires_at = (reset_at + timedelta(days=1)).timestamp() if reset_at else None
-    admitted, used = _counters().check_and_add(name, amount, allowance.limit, expires_at)
-    return admitted, used, reset_at
+def admit(buckets, allowances, now: datetime):
+    """Count one hit on each rate-limit bucket, then add to every allowance or to none.
 
-
-def refund(allowance: Allowance, amount: int, now: datetime):
-    """Give back what `consume` took for a request that was refused later on."""
-    _counters().add(allowance.counter(now)[0], -amount)
+    `buckets` are (flask-limiter bucket name, limit, window seconds), counted first and stopping at
+    the first one over its limit; `allowances` are (Allowance, amount). Returns (index of the first
+    refusal, 1-based over buckets then allowances, or 0; counts after the call; reset times).
+    """
+    counters, resets = [], []
+    for allowance, amount in allowances:
+        name, reset_at = allowance.counter(now)
+        # Counters outlive their window by a day, so "used" stays readable around the boundary.
+        expires_at = (reset_at + timedelta(days=1)).timestamp() if reset_at else None
+        counters.append((name, amount, allowance.limit, expires_at))
+        resets.append(reset_at)
+    refused, counts = _counters().admit(buckets, counters)
+    return refused, counts, resets
 
 
 def used(allowance: Allowance, now: datetime) -> int:

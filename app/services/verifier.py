@@ -186,20 +186,14 @@ def _storage_error(what):
     log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
 
 
-def _hit_rate_limit(record: KeyRecord):
-    """Count one hit on the key's own limits, in the bucket its API requests use (flask-limiter's
-    fixed window, one INCR per limit); return (admitted, state of the tightest limit)."""
+def _rate_buckets(record: KeyRecord):
+    """Return the key's own limits as (flask-limiter bucket, limit, window): the buckets its API
+    requests are counted in (fixed window), so requests and verifications share them."""
+    if not record.rate_limit:
+        return []
     prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
     args = ([prefix] if prefix else []) + [f"key:{record.id}", KEY_RATE_SCOPE]
-    storage, state = limiter.storage, None
-    for item in parse_many(record.rate_limit):
-        count = storage.incr(item.key_for(*args), item.get_expiry())
-        remaining = max(item.amount - count, 0)
-        if state is None or remaining < state["remaining"]:
-            state = {"limit": item.amount, "remaining": remaining, "window": item.get_expiry()}
-        if count > item.amount:
-            return False, state
-    return True, state
+    return [(item.key_for(*args), item.amount, item.get_expiry()) for item in parse_many(record.rate_limit)]
 
 
 def _allowance_state(allowance, used, reset_at):
@@ -217,23 +211,23 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
     if missing:
         return Verdict(Outcome.INSUFFICIENT_SCOPES, record, missing_scopes=missing)
     verdict = Verdict(Outcome.VALID, record)
+    buckets = _rate_buckets(record)
+    wanted = [(a, 1 if a.kind == "quota" else cost) for a in allowances.allowances_of(record)]
     try:
-        if record.rate_limit:
-            admitted, verdict.rate_limit = _hit_rate_limit(record)
-            if not admitted:
-                verdict.outcome = Outcome.RATE_LIMITED
-                return verdict
-        consumed = []
-        for allowance in allowances.allowances_of(record):
-            amount = 1 if allowance.kind == "quota" else cost
-            admitted, used, reset_at = allowances.consume(allowance, amount, now)
-            setattr(verdict, allowance.kind, _allowance_state(allowance, used, reset_at))
-            if not admitted:
-                for spent, spent_amount in consumed:  # nothing is taken for a refused request
-                    allowances.refund(spent, spent_amount, now)
-                verdict.outcome = Outcome.QUOTA_EXCEEDED if allowance.kind == "quota" else Outcome.BUDGET_EXCEEDED
-                return verdict
-            consumed.append((allowance, amount))
+        refused, counts, resets = allowances.admit(buckets, wanted, now)
     except RedisError:
         _storage_error("rate limit, quota and budget checks")
+        return verdict
+    for (_, limit, window), count in zip(buckets, counts):
+        state = {"limit": limit, "remaining": max(limit - count, 0), "window": window}
+        if verdict.rate_limit is None or state["remaining"] < verdict.rate_limit["remaining"]:
+            verdict.rate_limit = state
+    if 0 < refused <= len(buckets):
+        verdict.outcome = Outcome.RATE_LIMITED
+        return verdict
+    for (allowance, _), used, reset_at in zip(wanted, counts[len(buckets):], resets):
+        setattr(verdict, allowance.kind, _allowance_state(allowance, used, reset_at))
+    if refused:
+        allowance = wanted[refused - len(buckets) - 1][0]
+        verdict.outcome = Outcome.QUOTA_EXCEEDED if allowance.kind == "quota" else Outcome.BUDGET_EXCEEDED
     return verdict

@@ -68,9 +68,10 @@ def enforce_quota():
         return
     quota = allowances.Allowance("quota", record.id, record.quota_limit, record.quota_period)
     try:
-        admitted, used, reset_at = allowances.consume(quota, 1, utcnow())
+        refused, (used,), (reset_at,) = allowances.admit([], [(quota, 1)], utcnow())
     except RedisError:
         return storage_failure("quota")
+    admitted = not refused
     g.quota_headers = {
         "X-Quota-Limit": str(quota.limit),
         "X-Quota-Remaining": str(max(quota.limit - used, 0)),
