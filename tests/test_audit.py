@@ -3,7 +3,7 @@ import pytest
 from flask_sqlalchemy.session import Session as FlaskSession
 
 from app.extensions import db
-from app.models import ApiKey, AuditEvent, User
+from app.models import ApiKey, AuditEvent
 from tests.conftest import JSONAPI, PASSWORD, assert_error, resource
 
 

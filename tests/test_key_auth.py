@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from app.extensions import db
 from app.models import ApiKey
 from app.models.types import utcnow
 from app.services.key_format import generate_key

@@ -16,7 +16,7 @@ from limits import parse_many
 from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
 
-from app.extensions import KEY_RATE_SCOPE, db, limiter
+from app.extensions import KEY_RATE_SCOPE, db
 from app.models import ApiKey, AuditEvent, User
 from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
 from app.models.types import utcnow
