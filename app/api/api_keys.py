@@ -104,7 +104,9 @@ class ApiKeyLayer(AuditedLayer):
             query = query.filter(ApiKey.tags.cast(db.String).contains(f'"{tag}"', autoescape=True))
         if not request.args.get("sort"):
             query = query.order_by(ApiKey.id)
-        return query.options(selectinload(ApiKey.user))
+        if "user" in request.args.get("include", "").split(","):
+            return query  # the library eager-loads what is included
+        return query.options(selectinload(ApiKey.user))  # for the resource linkage
 
     def filter_query(self, query, filter_info, model):
         for node in filter_info or ():

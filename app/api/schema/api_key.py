@@ -10,6 +10,7 @@ from marshmallow_jsonapi import fields
 from marshmallow_jsonapi.flask import Relationship, Schema
 
 from app.api.schema import dasherize
+from app.models import ApiKey
 from app.services import scopes as scope_rules
 from app.services.allowances import PERIODS, allowance_state
 
@@ -36,6 +37,7 @@ class ApiKeySchema(Schema):
         self_view_kwargs = {"id": "<id>"}
         self_view_many = "v1.api_key_list"
         inflect = dasherize
+        model = ApiKey  # lets the library eager-load `include`d relationships
 
     # Loadable because PATCH documents carry it; a POST with an id is refused (no client ids).
     id = fields.Str()
@@ -132,5 +134,6 @@ class ApiKeyCreatedSchema(ApiKeySchema):
         self_view = "v1.api_key_detail"
         self_view_kwargs = {"id": "<id>"}
         inflect = dasherize
+        model = ApiKey  # lets the library eager-load `include`d relationships
 
     secret = fields.Str(attribute="plaintext_secret", dump_only=True)

@@ -3,6 +3,7 @@ from marshmallow_jsonapi import fields
 from marshmallow_jsonapi.flask import Schema
 
 from app.api.schema import dasherize
+from app.models import AuditEvent
 
 
 class AuditEventSchema(Schema):
@@ -12,6 +13,7 @@ class AuditEventSchema(Schema):
         self_view_kwargs = {"id": "<id>"}
         self_view_many = "v1.audit_event_list"
         inflect = dasherize
+        model = AuditEvent  # lets the library eager-load `include`d relationships
 
     id = fields.Str(dump_only=True)
     created_at = fields.DateTime(dump_only=True)

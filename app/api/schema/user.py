@@ -5,6 +5,7 @@ from marshmallow_jsonapi import fields
 from marshmallow_jsonapi.flask import Relationship, Schema
 
 from app.api.schema import dasherize
+from app.models import User
 
 
 def _password_policy(value: str):
@@ -22,6 +23,7 @@ class UserSchema(Schema):
         self_view_kwargs = {"id": "<id>"}
         self_view_many = "v1.user_list"
         inflect = dasherize
+        model = User  # lets the library eager-load `include`d relationships
 
     # Loadable because PATCH documents carry it; a POST with an id is refused (no client ids).
     id = fields.Str()
