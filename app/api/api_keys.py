@@ -23,7 +23,7 @@ from app.models.api_key import ACTIVE, EXPIRED
 from app.models.types import utcnow
 from app.services import lifecycle
 from app.services import scopes as scope_rules
-from app.services.verifier import forget_cached_keys
+from app.services.key_cache import forget_cached_keys
 
 # Filters the generic JSON filter may use, and the operators it may apply.
 FILTERABLE = {"name", "created_at", "expires_at", "last_used_at", "description"}

@@ -12,7 +12,7 @@ from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models.types import utcnow
 from app.services import allowances, lifecycle
-from app.services.verifier import forget_cached_keys
+from app.services.key_cache import forget_cached_keys
 
 
 def _act(key_id, name, action):

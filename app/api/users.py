@@ -13,7 +13,7 @@ from app.api.schema.user import UserSchema
 from app.extensions import db, limiter
 from app.models import User
 from app.services.passwords import hash_password
-from app.services.verifier import forget_cached_keys
+from app.services.key_cache import forget_cached_keys
 
 def _forbid_admin_flag(data):
     actor = current_actor()
