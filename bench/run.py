@@ -131,14 +131,16 @@ def bench_verify(args, tmp):
     with fresh_database(tmp, DATABASE_URL) as database_url:
         env = service_env(database_url, REDIS_URL)
         run_migrations(env)
-        app, owner_id, service = seed(env, keys_file, args.hot_keys, rate_limit="100000000/minute",
-                                      budget_limit=10**12, budget_period="month")
+        limits = {} if args.plain_keys else dict(rate_limit="100000000/minute", budget_limit=10**12,
+                                                 budget_period="month")
+        app, owner_id, service = seed(env, keys_file, args.hot_keys, **limits)
         post = {"BENCH_METHOD": "POST", "BENCH_KEYS": str(keys_file)}
         with gunicorn(env, args.workers, "bench.bare_app:app") as bare:
             for total in (1000, args.keys):
                 count = fill_keys(app, owner_id, total)
                 with gunicorn(env, args.workers) as latchkey:
-                    summary = compare(f"verify, {count} keys", (f"{bare}/json", post),
+                    label = "keys without limits" if args.plain_keys else "keys with a rate limit and a budget"
+                summary = compare(f"verify, {count} {label}", (f"{bare}/json", post),
                                       (f"{latchkey}/v1/api-keys/verify", {**post, "BENCH_AUTH": service}), args)
                 summary["keys"] = count
                 summaries.append(summary)
@@ -157,6 +159,8 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--hot-keys", type=int, default=100, help="distinct keys the verify load cycles through")
+    parser.add_argument("--plain-keys", action="store_true",
+                        help="verified keys carry no rate limit or budget (no Redis round trip)")
     args = parser.parse_args()
     results = {"args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with tempfile.TemporaryDirectory() as tmp:

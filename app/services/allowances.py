@@ -158,6 +158,8 @@ def admit(buckets, allowances, now: datetime):
         expires_at = (reset_at + timedelta(days=1)).timestamp() if reset_at else None
         counters.append((name, amount, allowance.limit, expires_at))
         resets.append(reset_at)
+    if not buckets and not counters:
+        return 0, [], resets  # a key without limits costs no round trip
     refused, counts = _counters().admit(buckets, counters)
     return refused, counts, resets
 
