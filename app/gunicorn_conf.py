@@ -11,6 +11,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 accesslog = "-"
 # No query strings in the access log: a key sent there by mistake must not be written down.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+# gunicorn's control socket has one fixed path per user: two services on one host would share it.
+control_socket_disable = True
 
 
 def when_ready(server):

@@ -33,9 +33,12 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 def wrk(url, seconds, connections, env):
     """Return (requests per second, p50 ms, p99 ms, non-2xx count) of one wrk run."""
-    output = subprocess.run(
+    run = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench/post.lua"), url],
-        env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+        env={**os.environ, **env}, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"wrk failed: {run.stdout}{run.stderr}")
+    output = run.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     percentiles = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", output, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)

@@ -76,7 +76,7 @@ def gunicorn(env, workers=4, app_spec="app:create_app()", ready_path="/healthz")
     """Start `app_spec` under gunicorn with `workers` workers; yield its base URL; stop it."""
     port = free_port()
     env = dict(env, PORT=str(port), WEB_CONCURRENCY=str(workers))
-    log = open(env.get("GUNICORN_LOG", os.devnull), "w")
+    log = open(env.get("GUNICORN_LOG", os.devnull).replace("{port}", str(port)), "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
          app_spec], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
