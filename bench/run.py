@@ -141,9 +141,9 @@ def bench_verify(args, tmp):
         with gunicorn(env, args.workers, "bench.bare_app:app") as bare:
             for total in (1000, args.keys):
                 count = fill_keys(app, owner_id, total)
+                label = "keys without limits" if args.plain_keys else "keys with a rate limit and a budget"
                 with gunicorn(env, args.workers) as latchkey:
-                    label = "keys without limits" if args.plain_keys else "keys with a rate limit and a budget"
-                summary = compare(f"verify, {count} {label}", (f"{bare}/json", post),
+                    summary = compare(f"verify, {count} {label}", (f"{bare}/json", post),
                                       (f"{latchkey}/v1/api-keys/verify", {**post, "BENCH_AUTH": service}), args)
                 summary["keys"] = count
                 summaries.append(summary)
