@@ -3,7 +3,6 @@ from datetime import timedelta
 
 from flask import current_app, request
 from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
-from flask_rest_jsonapi_next.exceptions import InvalidFilters
 from flask_rest_jsonapi_next.querystring import QueryStringManager
 from sqlalchemy import or_
 from sqlalchemy.orm import selectinload
@@ -15,7 +14,7 @@ from app.api.helpers.auth import Guarded, current_actor, require
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
 from app.api.helpers.errors import ApiError
 from app.api.helpers.permissions import get_owned_key, get_visible_user, owner_filter
-from app.api.helpers.requests import check_filter_value
+from app.api.helpers.filters import CheckedFilters, FilterRules
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models import ApiKey, User
@@ -25,11 +24,12 @@ from app.services import lifecycle
 from app.services import scopes as scope_rules
 from app.services.key_cache import forget_cached_keys
 
-# Filters the generic JSON filter may use, and the operators it may apply.
-FILTERABLE = {"name", "created_at", "expires_at", "last_used_at", "description"}
-DATE_FILTERS = {"created_at", "expires_at", "last_used_at"}
-OPERATORS = {"eq", "ne", "in_", "notin_", "like", "ilike", "startswith", "endswith", "contains",
-             "lt", "le", "gt", "ge", "is_", "isnot", "between"}
+KEY_FILTERS = FilterRules(
+    names=frozenset({"name", "description", "created_at", "expires_at", "last_used_at"}),
+    operators=frozenset({"eq", "ne", "in_", "notin_", "like", "ilike", "startswith", "endswith", "contains",
+                         "lt", "le", "gt", "ge", "is_", "isnot", "between"}),
+    dates=frozenset({"created_at", "expires_at", "last_used_at"}),
+)
 # Simple filters handled here rather than by the library: status is partly derived, tags are JSON.
 CUSTOM_FILTERS = ("filter[status]", "filter[tag]")
 STATUSES = ("active", "suspended", "revoked", "expired")
@@ -68,24 +68,9 @@ def _apply_allowances(data):
             data[f"{kind}_limit"], data[f"{kind}_period"] = value.get("limit"), value.get("period")
 
 
-def _check_filter_tree(node):
-    if not isinstance(node, dict):
-        raise InvalidFilters("Each filter must be an object.")
-    for combinator in ("and", "or"):
-        if combinator in node:
-            for child in node[combinator] if isinstance(node[combinator], list) else [None]:
-                _check_filter_tree(child)
-            return
-    if "not" in node:
-        return _check_filter_tree(node["not"])
-    name, op = node.get("name"), node.get("op")
-    if name not in FILTERABLE or op not in OPERATORS or "field" in node:
-        raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
-    check_filter_value(op, node.get("val"), is_date=name in DATE_FILTERS)
-
-
-class ApiKeyLayer(AuditedLayer):
+class ApiKeyLayer(CheckedFilters, AuditedLayer):
     target_type = "key"
+    filter_rules = KEY_FILTERS
 
     def update_action(self, obj, changes):
         return "key.revoke" if obj.status == "revoked" and "status" in changes else "key.update"
@@ -107,11 +92,6 @@ class ApiKeyLayer(AuditedLayer):
         if "user" in request.args.get("include", "").split(","):
             return query  # the library eager-loads what is included
         return query.options(selectinload(ApiKey.user))  # for the resource linkage
-
-    def filter_query(self, query, filter_info, model):
-        for node in filter_info or ():
-            _check_filter_tree(node)
-        return super().filter_query(query, filter_info, model)
 
     def retrieve_object_query(self, view_kwargs, filter_field, filter_value):
         query = super().retrieve_object_query(view_kwargs, filter_field, filter_value)

@@ -3,31 +3,27 @@
 A user sees the events they caused and the events about their own account and keys; an admin
 sees every event. Filters: action, target-type, target-id, created-at (with gt/lt/ge/le).
 """
+from flask import request
 from flask_rest_jsonapi_next import ResourceDetail, ResourceList, SqlalchemyDataLayer
-from flask_rest_jsonapi_next.exceptions import InvalidFilters
 from sqlalchemy import or_
 
 from app.api import api
 from app.api.helpers.auth import Guarded, require
-from app.api.helpers.requests import check_filter_value
+from app.api.helpers.filters import CheckedFilters, FilterRules
 from app.api.schema.audit_event import AuditEventSchema
 from app.extensions import db
 from app.models import AuditEvent
 
-FILTERABLE = {"action", "target_type", "target_id", "created_at", "actor_user_id", "actor_key_id"}
-OPERATORS = {"eq", "ne", "in_", "lt", "le", "gt", "ge", "startswith"}
+AUDIT_FILTERS = FilterRules(
+    names=frozenset({"action", "target_type", "target_id", "created_at", "actor_user_id", "actor_key_id"}),
+    operators=frozenset({"eq", "ne", "in_", "lt", "le", "gt", "ge", "startswith"}),
+    dates=frozenset({"created_at"}),
+)
 
 
-def _check_filters(nodes):
-    for node in nodes:
-        if not isinstance(node, dict):
-            raise InvalidFilters("Each filter must be an object.")
-        if node.get("name") not in FILTERABLE or node.get("op") not in OPERATORS or "field" in node:
-            raise InvalidFilters(f"Filter on one of {sorted(FILTERABLE)} with an operator in {sorted(OPERATORS)}.")
-        check_filter_value(node["op"], node.get("val"), is_date=node["name"] == "created_at")
+class AuditLayer(CheckedFilters, SqlalchemyDataLayer):
+    filter_rules = AUDIT_FILTERS
 
-
-class AuditLayer(SqlalchemyDataLayer):
     def _visible(self, query):
         actor = require("audit:read")
         if actor.is_admin:
@@ -36,14 +32,11 @@ class AuditLayer(SqlalchemyDataLayer):
                                 AuditEvent.subject_user_id == actor.user_id))
 
     def query(self, view_kwargs):
-        return self._visible(self.session.query(AuditEvent)).order_by(AuditEvent.id.desc())
+        query = self._visible(self.session.query(AuditEvent))
+        return query if request.args.get("sort") else query.order_by(AuditEvent.id.desc())
 
     def retrieve_object_query(self, view_kwargs, filter_field, filter_value):
         return self._visible(super().retrieve_object_query(view_kwargs, filter_field, filter_value))
-
-    def filter_query(self, query, filter_info, model):
-        _check_filters(filter_info or ())
-        return super().filter_query(query, filter_info, model)
 
 
 def _layer():

@@ -5,6 +5,7 @@ limits (in flask-limiter's own fixed-window buckets), then checks every allowanc
 of them or to none, in one round trip; concurrent workers can never admit more than a limit in
 total. On memory:// they hold for one process, like the limits themselves.
 """
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from flask import current_app
 from app.extensions import limiter
 
 PERIODS = ("day", "month", "total")
+log = logging.getLogger(__name__)
 
 # KEYS: rate-limit buckets, then allowance counters. ARGV[1]: how many buckets; then per bucket
 # its limit and window in seconds; then per allowance its amount, limit and expiry (0: never).
@@ -44,6 +46,14 @@ for i = buckets + 1, #KEYS do
 end
 return {0, unpack(counts)}
 """
+
+
+def tolerate_storage_error(what: str):
+    """Call in an `except RedisError` block: RATELIMIT_ON_STORAGE_ERROR=open logs a warning and lets
+    the request through; `closed` re-raises, and the error handler answers 503 LIMITS_UNAVAILABLE."""
+    if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] != "open":
+        raise
+    log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
 
 
 def period_window(period: str, now: datetime):

@@ -3,7 +3,6 @@ order: NOT_FOUND, REVOKED, SUSPENDED, EXPIRED, FORBIDDEN, INSUFFICIENT_SCOPES, R
 QUOTA_EXCEEDED, BUDGET_EXCEEDED, VALID. Key records come from the per-worker cache (key_cache).
 """
 import enum
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,8 +17,6 @@ from app.services import allowances
 from app.services import scopes as scope_rules
 from app.services.key_cache import KeyRecord, key_cache
 from app.services.key_format import hash_secret, is_well_formed
-
-log = logging.getLogger(__name__)
 
 
 class Outcome(str, enum.Enum):
@@ -72,12 +69,6 @@ class Verdict:
     budget: dict | None = None
 
 
-def _storage_error(what):
-    if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] != "open":
-        raise
-    log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
-
-
 def _rate_buckets(record: KeyRecord):
     """Return the key's own limits as (flask-limiter bucket, limit, window): the buckets its API
     requests are counted in (fixed window), so requests and verifications share them."""
@@ -108,7 +99,7 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
     try:
         refused, counts, resets = allowances.admit(buckets, wanted, now)
     except RedisError:
-        _storage_error("rate limit, quota and budget checks")
+        allowances.tolerate_storage_error("rate limit, quota and budget checks")
         return verdict
     for (_, limit, window), count in zip(buckets, counts):
         state = {"limit": limit, "remaining": max(limit - count, 0), "window": window}

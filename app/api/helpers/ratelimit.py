@@ -12,9 +12,8 @@ Limits that apply:
 - a key's `quota`, checked after the rate limits: an exhausted quota is a 429 QUOTA_EXCEEDED.
 Every request made with a key is counted in its usage, by outcome.
 """
-import logging
 
-from flask import current_app, g, request
+from flask import g, request
 from flask_limiter import ApplicationLimit, Limiter
 from redis.exceptions import RedisError
 
@@ -23,8 +22,6 @@ from app.api.helpers.errors import ApiError
 from app.extensions import KEY_RATE_SCOPE
 from app.models.types import utcnow
 from app.services import allowances, usage
-
-log = logging.getLogger(__name__)
 
 
 def client_ip() -> str:
@@ -52,15 +49,6 @@ def key_rate_limit() -> str:
     return record.rate_limit or "" if record is not None else ""
 
 
-def storage_failure(what: str):
-    """Apply RATELIMIT_ON_STORAGE_ERROR: log and go on ('open'), or answer 503 ('closed')."""
-    if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] == "open":
-        log.warning("%s: rate limit storage unreachable; allowing the request (fail open)", what)
-        return
-    raise ApiError(503, "Service unavailable", "The rate limit storage is unreachable; retry later.",
-                   code="LIMITS_UNAVAILABLE", headers={"Retry-After": "5"})
-
-
 def enforce_quota():
     """Count a key-authenticated request against the key's quota; 429 QUOTA_EXCEEDED when spent."""
     record = g.get("api_key_record") if _actor_or_none() is not None else None
@@ -70,7 +58,7 @@ def enforce_quota():
     try:
         refused, (used,), (reset_at,) = allowances.admit([], [(quota, 1)], utcnow())
     except RedisError:
-        return storage_failure("quota")
+        return allowances.tolerate_storage_error("quota")
     admitted = not refused
     g.quota_headers = {
         "X-Quota-Limit": str(quota.limit),
