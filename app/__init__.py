@@ -24,12 +24,8 @@ def create_app(config_class=Config, **overrides):
     _configure_database(app)
     _configure_rate_limits(app)
 
-    if app.config["TRUSTED_PROXIES"] > 0:
-        hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
-
     from app import extensions, models  # noqa: F401  (models register their tables)
-    from app.api import api, health
+    from app.api import api, health, verify
     from app.api.helpers import errors, ratelimit
     from app.services import usage
 
@@ -45,6 +41,10 @@ def create_app(config_class=Config, **overrides):
     ratelimit.init_app(app, exempt_blueprints=[health.bp])  # after the routes it refers to
     errors.init_app(app)
     usage.init_app(app)
+    verify.init_app(app)  # the verification fast path, in front of Flask
+    if app.config["TRUSTED_PROXIES"] > 0:  # outermost: every layer sees the client's address
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from app import cli
 

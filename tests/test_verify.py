@@ -1,13 +1,25 @@
-"""POST /v1/api-keys/verify: every code, the order of the checks, and what an answer carries."""
+"""POST /v1/api-keys/verify: every code, the order of the checks, and what an answer carries.
+
+Every test runs twice: through the WSGI fast path, and with the fast path passing everything on to
+the Flask view, so both ways in give the same answers.
+"""
 from datetime import timedelta
 
 import pytest
 
+from app.api.verify import VerifyFastPath
 from app.models import ApiKey, AuditEvent, KeyUsage
 from app.models.types import utcnow
 from tests.conftest import assert_error
 
 URL = "/v1/api-keys/verify"
+
+
+@pytest.fixture(autouse=True, params=["fast path", "flask view"])
+def way_in(request, monkeypatch):
+    if request.param == "flask view":
+        monkeypatch.setattr(VerifyFastPath, "_accept", staticmethod(lambda environ, body: None))
+    return request.param
 
 
 @pytest.fixture

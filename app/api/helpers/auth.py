@@ -66,18 +66,22 @@ def refuse_query_credentials():
 
 
 def _credential():
-    """Return (kind, value) from the headers; kind is 'key', 'jwt' or None."""
-    prefix = current_app.config["API_KEY_PREFIX"]
+    """Return (kind, value) from the request's headers; kind is 'key', 'jwt' or None."""
     refuse_query_credentials()
-    if request.headers.get("X-API-Key"):
-        return "key", request.headers["X-API-Key"].strip()
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return credential_from(request.headers.get("X-API-Key"), request.headers.get("Authorization", ""))
+
+
+def credential_from(api_key_header: str | None, authorization: str):
+    """Return (kind, value) from the X-API-Key and Authorization headers; 401 on a malformed one."""
+    if api_key_header:
+        return "key", api_key_header.strip()
+    scheme, _, value = authorization.partition(" ")
     if not scheme:
         return None, None
     value = value.strip()
     if scheme.lower() != "bearer" or not value:
         raise unauthorized("Use 'Authorization: Bearer <token or key>'.", "INVALID_AUTHORIZATION")
-    return ("key" if looks_like_key(value, prefix) else "jwt"), value
+    return ("key" if looks_like_key(value, current_app.config["API_KEY_PREFIX"]) else "jwt"), value
 
 
 def decode_session_token(token: str, expected_type: str):

@@ -6,16 +6,22 @@ from werkzeug.datastructures import ImmutableMultiDict
 
 from app.api.helpers.errors import ApiError
 
+JSON_TYPES = ("application/json", "application/vnd.api+json")
+
 
 def json_body() -> dict:
     """Return the request's attributes: `data.attributes` of a JSON:API document or a plain object.
 
     Raises 415 for another media type and 400 for a body that is not a JSON object.
     """
-    if request.mimetype not in ("application/json", "application/vnd.api+json"):
+    if request.mimetype not in JSON_TYPES:
         raise ApiError(415, "Unsupported media type",
                        "Send application/vnd.api+json or application/json.")
-    body = request.get_json(silent=True)
+    return attributes_of(request.get_json(silent=True))
+
+
+def attributes_of(body) -> dict:
+    """Return `data.attributes` of a parsed JSON:API document, or the plain object itself."""
     if not isinstance(body, dict):
         raise ApiError(400, "Bad request", "The body must be a JSON object.", pointer="/")
     data = body.get("data")
