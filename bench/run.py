@@ -29,6 +29,7 @@ from tests.servers import fresh_database, gunicorn, run_migrations, service_env 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+PRODUCTION = {"USAGE_FLUSH_SECONDS": "2"}  # service_env is set up for tests; measure the defaults
 
 
 def wrk(url, seconds, connections, env):
@@ -116,9 +117,9 @@ def bench_limits(args, tmp):
     """Issue 4: GET /v1/scopes with an API key (default limits + the key's own limit) vs bare GET."""
     summaries = []
     with fresh_database(tmp, DATABASE_URL) as database_url, gunicorn(
-            service_env(database_url, REDIS_URL), args.workers, "bench.bare_app:app") as bare:
+            service_env(database_url, REDIS_URL, **PRODUCTION), args.workers, "bench.bare_app:app") as bare:
         for storage in ("memory://", REDIS_URL):
-            env = service_env(database_url, storage, RATE_LIMIT_DEFAULTS="100000000 per minute")
+            env = service_env(database_url, storage, RATE_LIMIT_DEFAULTS="100000000 per minute", **PRODUCTION)
             run_migrations(env)
             _, _, secret = seed(env, tmp / "unused.txt", 0)
             with gunicorn(env, args.workers) as latchkey:
@@ -132,7 +133,7 @@ def bench_verify(args, tmp):
     summaries = []
     keys_file = tmp / "keys.txt"
     with fresh_database(tmp, DATABASE_URL) as database_url:
-        env = service_env(database_url, REDIS_URL)
+        env = service_env(database_url, REDIS_URL, **PRODUCTION)
         run_migrations(env)
         limits = {} if args.plain_keys else dict(rate_limit="100000000/minute", budget_limit=10**12,
                                                  budget_period="month")

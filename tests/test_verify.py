@@ -129,6 +129,7 @@ def test_anonymous_callers_get_401(client, make, owner):
     ({"key": "lk_x", "scopes": "llm:gpt"}, "/data/attributes/scopes"),
     ({"key": "lk_x", "scopes": ["not a scope"]}, "/data/attributes/scopes"),
     ({"key": "lk_x", "ip": "999.1.1.1"}, "/data/attributes/ip"),
+    ({"key": "lk_x", "ip": 3232235777}, "/data/attributes/ip"),                # an address is a string
     ({"key": "lk_x", "cost": -1}, "/data/attributes/cost"),
     ({"key": "lk_x", "cost": "5"}, "/data/attributes/cost"),
 ])

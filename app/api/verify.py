@@ -9,6 +9,7 @@ front of Flask, answers the common request (a key with keys:verify, a well-forme
 Flask's request machinery. Everything else, an admin's JWT, CORS, every error, goes on to the Flask
 view. Both read the request, authenticate the caller and write the answer with the functions below.
 """
+import functools
 import io
 import ipaddress
 import json
@@ -44,14 +45,21 @@ def read_request(attributes: dict):
         raise _invalid("scopes is a list of scopes such as 'llm:gpt-4o'.", "scopes")
     ip = attributes.get("ip")
     if ip is not None:
-        try:
-            ip = str(ipaddress.ip_address(ip))
-        except ValueError:
-            raise _invalid("ip is the end client's IPv4 or IPv6 address.", "ip") from None
+        ip = _normal_address(ip) if isinstance(ip, str) else None
+        if ip is None:
+            raise _invalid("ip is the end client's IPv4 or IPv6 address.", "ip")
     cost = attributes.get("cost", 1)
     if not isinstance(cost, int) or isinstance(cost, bool) or not 0 <= cost <= MAX_COST:
         raise _invalid(f"cost is a whole number from 0 to {MAX_COST}.", "cost")
     return secret, scopes, ip, cost
+
+
+@functools.lru_cache(maxsize=4096)  # services ask about the same clients again and again
+def _normal_address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
 
 
 def verify_and_count(secret, scopes, ip, cost) -> bytes:

@@ -1,51 +1,25 @@
 """Quotas (requests) and budgets (cost units) per key, per UTC day, UTC month or in total.
 
-Counters live in the rate limiter's storage: on Redis one Lua script counts the key's rate
-limits (in flask-limiter's own fixed-window buckets), then checks every allowance and adds to all
-of them or to none, in one round trip; concurrent workers can never admit more than a limit in
-total. On memory:// they hold for one process, like the limits themselves.
+Counters live in the rate limiter's storage: on Redis (redis_counters) one Lua script counts the
+key's rate limits (in flask-limiter's own fixed-window buckets), then checks every allowance and
+adds to all of them or to none, and workers lease shares of counters far from their limits;
+concurrent workers can never admit more than a limit in total. On memory:// they hold for one
+process, like the limits themselves.
 """
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from flask import current_app
 
 from app.extensions import limiter
+from app.services.redis_counters import RedisCounters
 
 PERIODS = ("day", "month", "total")
 log = logging.getLogger(__name__)
-
-# KEYS: rate-limit buckets, then allowance counters. ARGV[1]: how many buckets; then per bucket
-# its limit and window in seconds; then per allowance its amount, limit and expiry (0: never).
-# Returns {index of the first refusal (0: admitted), count of every key after the call}.
-_ADMIT = """
-local buckets = tonumber(ARGV[1])
-local counts, arg = {}, 2
-for i = 1, buckets do
-  local current = redis.call('incrby', KEYS[i], 1)
-  if current == 1 then redis.call('expire', KEYS[i], ARGV[arg + 1]) end
-  counts[i] = current
-  if current > tonumber(ARGV[arg]) then return {i, unpack(counts)} end
-  arg = arg + 2
-end
-local refused = 0
-for i = buckets + 1, #KEYS do
-  local current = tonumber(redis.call('get', KEYS[i]) or '0')
-  counts[i] = current
-  local a = arg + (i - buckets - 1) * 3
-  if refused == 0 and current + tonumber(ARGV[a]) > tonumber(ARGV[a + 1]) then refused = i end
-end
-if refused > 0 then return {refused, unpack(counts)} end
-for i = buckets + 1, #KEYS do
-  local a = arg + (i - buckets - 1) * 3
-  counts[i] = redis.call('incrby', KEYS[i], ARGV[a])
-  if ARGV[a + 2] ~= '0' then redis.call('expireat', KEYS[i], ARGV[a + 2]) end
-end
-return {0, unpack(counts)}
-"""
 
 
 def tolerate_storage_error(what: str):
@@ -58,11 +32,16 @@ def tolerate_storage_error(what: str):
 
 def period_window(period: str, now: datetime):
     """Return (window id, reset time or None) of the UTC calendar window that holds `now`."""
+    return _window(period, now.date())
+
+
+@functools.lru_cache(maxsize=64)
+def _window(period: str, day: date):
     if period == "day":
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
         return start.strftime("%Y%m%d"), start + timedelta(days=1)
     if period == "month":
-        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        start = datetime(day.year, day.month, 1, tzinfo=timezone.utc)
         following = (start + timedelta(days=32)).replace(day=1)
         return start.strftime("%Y%m"), following
     return "total", None
@@ -117,29 +96,6 @@ class _MemoryCounters:
             self._values.pop(name, None)
 
 
-class _RedisCounters:
-    def __init__(self, storage):
-        self._storage = storage
-        self._connection = storage.get_connection()
-        self._script = self._connection.register_script(_ADMIT)
-
-    def admit(self, buckets, counters):
-        keys = [self._storage.prefixed_key(name) for name, _, _ in buckets] + [name for name, _, _, _ in counters]
-        args = [len(buckets)]
-        for _, limit, window in buckets:
-            args += [limit, window]
-        for _, amount, limit, expires_at in counters:
-            args += [amount, limit, int(expires_at or 0)]
-        refused, *counts = self._script(keys=keys, args=args)
-        return int(refused), [int(count) for count in counts]
-
-    def get(self, name):
-        return int(self._connection.get(name) or 0)
-
-    def clear(self, name):
-        self._connection.delete(name)
-
-
 _memory = _MemoryCounters()
 
 
@@ -148,7 +104,7 @@ def _counters():
     if hasattr(storage, "get_connection"):  # the Redis, Sentinel and Cluster storages
         cached = getattr(storage, "_latchkey_counters", None)
         if cached is None:
-            cached = _RedisCounters(storage)
+            cached = RedisCounters(storage)
             storage._latchkey_counters = cached
         return cached
     return _memory

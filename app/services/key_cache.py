@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from app.extensions import db
 from app.models import ApiKey, AuditEvent, User
 from app.models.api_key import EXPIRED
+from app.services.key_format import hash_secret, is_well_formed
 
 CACHE_MAX_ENTRIES = 50_000
 
@@ -79,7 +80,9 @@ class KeyCache:
         self._marker = None
         self._checked_at = float("-inf")
 
-    def get(self, digest: str, ttl: float):
+    def find(self, secret: str, prefix: str, ttl: float):
+        """Return the record of the key `secret`, or None. A malformed key or a bad checksum is
+        refused before any database lookup; a cached digest is always a well-formed key's."""
         now = time.monotonic()
         if now - self._checked_at >= ttl:
             marker = db.session.scalar(select(func.max(AuditEvent.id)))
@@ -87,8 +90,9 @@ class KeyCache:
                 self._entries.clear()
                 self._marker = marker
             self._checked_at = now
+        digest = hash_secret(secret)
         record = self._entries.get(digest)
-        if record is None:
+        if record is None and is_well_formed(secret, prefix):
             record = _load(digest)  # unknown digests are not cached: a new key works at once
             if record is not None:
                 if len(self._entries) >= CACHE_MAX_ENTRIES:

@@ -17,6 +17,7 @@ RANDOM_LENGTH = 32
 CHECKSUM_LENGTH = 6
 START_LENGTH = 6  # random characters shown after the prefix, for recognising a key
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+BODY_RE = re.compile(f"[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}", re.ASCII)
 
 
 def _base62(number: int, width: int) -> str:
@@ -54,10 +55,8 @@ def generate_key(prefix: str) -> NewKey:
 def is_well_formed(secret: str, prefix: str) -> bool:
     """Return True if `secret` has the prefix, the length, the alphabet and a valid checksum."""
     head = prefix + "_"
-    if len(secret) != len(head) + RANDOM_LENGTH + CHECKSUM_LENGTH or not secret.startswith(head):
-        return False
     rest = secret[len(head):]
-    if any(char not in ALPHABET for char in rest):
+    if not secret.startswith(head) or not BODY_RE.fullmatch(rest):
         return False
     body, checksum = rest[:RANDOM_LENGTH], rest[RANDOM_LENGTH:]
     return secrets.compare_digest(_checksum(body), checksum)

@@ -3,6 +3,7 @@ order: NOT_FOUND, REVOKED, SUSPENDED, EXPIRED, FORBIDDEN, INSUFFICIENT_SCOPES, R
 QUOTA_EXCEEDED, BUDGET_EXCEEDED, VALID. Key records come from the per-worker cache (key_cache).
 """
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +17,6 @@ from app.models.types import utcnow
 from app.services import allowances
 from app.services import scopes as scope_rules
 from app.services.key_cache import KeyRecord, key_cache
-from app.services.key_format import hash_secret, is_well_formed
 
 
 class Outcome(str, enum.Enum):
@@ -39,9 +39,8 @@ def check_key(secret: str, client_ip: str | None, now: datetime | None = None):
 
     The outcome is VALID when every one of those checks passed.
     """
-    if not is_well_formed(secret, current_app.config["API_KEY_PREFIX"]):
-        return Outcome.NOT_FOUND, None
-    record = key_cache().get(hash_secret(secret), current_app.config["KEY_CACHE_SECONDS"])
+    config = current_app.config
+    record = key_cache().find(secret, config["API_KEY_PREFIX"], config["KEY_CACHE_SECONDS"])
     now = now or utcnow()
     if record is None or (record.grace_until is not None and record.grace_until <= now):
         return Outcome.NOT_FOUND, None
@@ -73,10 +72,14 @@ def _rate_buckets(record: KeyRecord):
     """Return the key's own limits as (flask-limiter bucket, limit, window): the buckets its API
     requests are counted in (fixed window), so requests and verifications share them."""
     if not record.rate_limit:
-        return []
-    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
-    args = ([prefix] if prefix else []) + [f"key:{record.id}", KEY_RATE_SCOPE]
-    return [(item.key_for(*args), item.amount, item.get_expiry()) for item in parse_many(record.rate_limit)]
+        return ()
+    return _buckets(current_app.config.get("RATELIMIT_KEY_PREFIX", ""), record.id, record.rate_limit)
+
+
+@functools.lru_cache(maxsize=4096)
+def _buckets(prefix: str, key_id: int, rate_limit: str):
+    args = ([prefix] if prefix else []) + [f"key:{key_id}", KEY_RATE_SCOPE]
+    return tuple((item.key_for(*args), item.amount, item.get_expiry()) for item in parse_many(rate_limit))
 
 
 def _allowance_state(allowance, used, reset_at):

@@ -1,0 +1,174 @@
+"""Rate-limit buckets, quotas and budgets on Redis, admitted atomically across workers and hosts, with
+leases so that most admissions make no round trip.
+
+One Lua script admits a request: it counts the key's rate-limit buckets (flask-limiter's own
+fixed-window buckets), then checks every allowance and adds to all of them or to none. When a
+counter has plenty left, the same call leases this worker a share of it: at most 1/LEASE_SHARE of
+what is left and LEASE_REQUESTS requests' worth. The lease is added to the counter at once, so its
+units count as spent for everyone else, and the worker admits from it locally until it runs out.
+
+- A limit is never exceeded: every unit admitted anywhere was added to the counter first.
+- Near a limit nothing is leased (less than LEASE_SHARE requests' worth left), so every admission
+  is a round trip and exact; far from it a worker holds at most 1/LEASE_SHARE of what is left.
+- What a worker leased but did not use goes back at its next round trip and when it exits; a
+  worker that dies takes its lease with it (those units stay counted: the safe side).
+- Remaining amounts count other workers' leases as spent.
+- An admin's reset starts a counter over at what leases may still admit (see _RESET).
+"""
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+LEASE_SHARE = 100
+LEASE_REQUESTS = 100
+WINDOW_MARGIN = 0.1  # seconds: a bucket lease lapses this long before its window ends
+log = logging.getLogger(__name__)
+
+# KEYS: rate-limit buckets, then allowance counters. ARGV: how many buckets, the worker's name,
+# LEASE_SHARE, LEASE_REQUESTS; then per counter its amount, limit, expiry (a bucket's window in
+# seconds; an allowance's expiry as epoch seconds, 0 for none) and the units of its old lease that
+# the worker gives back. Returns {index of the first refusal or 0, counts after the call (leases
+# included), units leased to the worker, milliseconds each counter lives}.
+_ADMIT = """
+local buckets, worker, share, most = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local function arg(i, field) return tonumber(ARGV[4 + (i - 1) * 4 + field]) end
+for i = 1, #KEYS do
+  if arg(i, 4) > 0 and redis.call('exists', KEYS[i]) == 1 then redis.call('decrby', KEYS[i], arg(i, 4)) end
+end
+local counts = {}
+for i = 1, buckets do
+  counts[i] = redis.call('incr', KEYS[i])
+  if counts[i] == 1 then redis.call('expire', KEYS[i], arg(i, 3)) end
+  if counts[i] > arg(i, 2) then return {i, counts, {}, {}} end
+end
+local refused = 0
+for i = buckets + 1, #KEYS do
+  counts[i] = tonumber(redis.call('get', KEYS[i]) or '0')
+  if refused == 0 and counts[i] + arg(i, 1) > arg(i, 2) then refused = i end
+end
+if refused > 0 then return {refused, counts, {}, {}} end
+local leases, ttls = {}, {}
+for i = 1, #KEYS do
+  local amount = arg(i, 1)
+  if i > buckets then counts[i] = redis.call('incrby', KEYS[i], amount) end
+  local lease = math.min(math.floor((arg(i, 2) - counts[i]) / share), most * amount)
+  if amount == 0 or lease < amount then lease = 0 end
+  if lease > 0 then counts[i] = redis.call('incrby', KEYS[i], lease) end
+  if i > buckets then
+    if arg(i, 3) > 0 then redis.call('expireat', KEYS[i], arg(i, 3)) end
+    if lease > 0 then
+      redis.call('hset', KEYS[i] .. ':leases', worker, lease)
+      if arg(i, 3) > 0 then redis.call('expireat', KEYS[i] .. ':leases', arg(i, 3)) end
+    else
+      redis.call('hdel', KEYS[i] .. ':leases', worker)
+    end
+  end
+  leases[i], ttls[i] = lease, redis.call('pttl', KEYS[i])
+end
+return {0, counts, leases, ttls}
+"""
+
+# KEYS: counters; ARGV[1]: the worker's name; ARGV[i + 1]: the unused units of KEYS[i] it gives back.
+_GIVE_BACK = """
+for i = 1, #KEYS do
+  if redis.call('exists', KEYS[i]) == 1 then redis.call('decrby', KEYS[i], ARGV[i + 1]) end
+  redis.call('hdel', KEYS[i] .. ':leases', ARGV[1])
+end
+"""
+
+# KEYS[1]: an allowance counter. Start it over, still counting what the workers' leases (as last
+# granted: at least what is left of them) may admit, so the new window is never exceeded.
+_RESET = """
+local outstanding = 0
+for _, units in ipairs(redis.call('hvals', KEYS[1] .. ':leases')) do outstanding = outstanding + tonumber(units) end
+if outstanding > 0 and redis.call('exists', KEYS[1]) == 1 then
+  redis.call('set', KEYS[1], outstanding, 'KEEPTTL')
+else
+  redis.call('del', KEYS[1])
+end
+"""
+
+
+@dataclass
+class _Lease:
+    units: int  # what this worker may still admit without asking
+    limit: int  # the limit it was leased under: a changed limit voids it
+    total: int  # the counter when it was leased, lease included
+    lapses: float  # time.monotonic() when its window ends
+
+
+class RedisCounters:
+    def __init__(self, storage):
+        self._storage = storage
+        self._connection = storage.get_connection()
+        self._admit = self._connection.register_script(_ADMIT)
+        self._give_back = self._connection.register_script(_GIVE_BACK)
+        self._reset = self._connection.register_script(_RESET)
+        self._lock = threading.Lock()
+        self._pid = None
+
+    def admit(self, buckets, counters):
+        """Admit one request: see allowances.admit. Returns (first refusal or 0, counts)."""
+        items = [(self._storage.prefixed_key(name), 1, limit, window) for name, limit, window in buckets]
+        items += counters
+        now = time.monotonic()
+        with self._lock:
+            leases = self._own_leases()
+            held = [leases.pop(name, None) for name, _, _, _ in items]
+            if all(lease is not None and lease.limit == limit and lease.lapses > now and lease.units >= amount
+                   for lease, (_, amount, limit, _) in zip(held, items)):
+                for lease, (name, amount, _, _) in zip(held, items):
+                    lease.units -= amount
+                    leases[name] = lease
+                return 0, [lease.total - lease.units for lease in held]
+        return self._round_trip(items, held, len(buckets), now)
+
+    def _round_trip(self, items, held, buckets, now):
+        args = [buckets, self._worker, LEASE_SHARE, LEASE_REQUESTS]
+        for (_, amount, limit, expiry), lease in zip(items, held):
+            back = lease.units if lease is not None and lease.lapses > now else 0
+            args += [amount, limit, int(expiry or 0), back]
+        refused, counts, leased, ttls = self._admit(keys=[name for name, _, _, _ in items], args=args)
+        counts, leased = [int(count) for count in counts], [int(units) for units in leased]
+        with self._lock:
+            leases = self._own_leases()
+            for (name, _, limit, _), units, count, ttl in zip(items, leased, counts, ttls):
+                if units > 0:
+                    lapses = now + int(ttl) / 1000 - WINDOW_MARGIN if int(ttl) > 0 else float("inf")
+                    leases[name] = _Lease(units, limit, count, lapses)
+        # As this worker sees it: what it holds itself is not spent yet.
+        return int(refused), [count - units for count, units in zip(counts, leased + [0] * len(counts))]
+
+    def _own_leases(self):
+        # Leases belong to one process: a forked worker starts with none.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._worker = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
+            self._leases = {}
+            atexit.register(self.give_back)
+        return self._leases
+
+    def give_back(self):
+        """Return every unused lease (at exit)."""
+        with self._lock:
+            now = time.monotonic()
+            live = [(name, lease.units) for name, lease in self._own_leases().items() if lease.lapses > now]
+            self._leases.clear()
+        if live:
+            try:
+                self._give_back(keys=[name for name, _ in live], args=[self._worker] + [units for _, units in live])
+            except RedisError:
+                log.warning("could not give back %d unused leases", len(live))
+
+    def get(self, name):
+        return int(self._connection.get(name) or 0)
+
+    def clear(self, name):
+        self._reset(keys=[name])
