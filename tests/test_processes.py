@@ -132,6 +132,20 @@ def test_budget_never_admits_more_than_it_holds(service):
     assert codes == {"VALID": 33, "BUDGET_EXCEEDED": 27}  # 33 x 3 = 99 <= 100 < 34 x 3
 
 
+def test_a_leased_budget_never_admits_more_than_it_holds(service):
+    """Far from its limit a budget is leased out to the workers in shares; the total still holds."""
+    base, seeder = service
+    service_id, _ = seeder.user("lease-service@example.com")
+    verifier = {"X-API-Key": seeder.key(service_id, scopes=["keys:verify"])}
+    owner_id, _ = seeder.user("lease-owner@example.com")
+    secret = seeder.key(owner_id, budget_limit=3000, budget_period="day")
+    answers = post_many(f"{base}/v1/api-keys/verify", [{"key": secret}] * 3600, verifier)
+    codes = Counter(answer["meta"]["code"] for answer in answers)
+    assert set(codes) == {"VALID", "BUDGET_EXCEEDED"}
+    # Never more; fewer only by what a worker still held when the others were refused.
+    assert 2990 <= codes["VALID"] <= 3000
+
+
 def test_usage_adds_up_across_workers(service):
     base, seeder = service
     service_id, _ = seeder.user("usage-service@example.com")

@@ -1,0 +1,122 @@
+"""Leases on Redis counters: two RedisCounters play two workers against one Redis.
+
+Skipped unless RATELIMIT_STORAGE_URI (or REDIS_URL) is a redis:// URL, as in `.ci/run`'s second pass.
+"""
+import random
+import time
+import uuid
+
+import pytest
+from limits.storage import storage_from_string
+
+from app.services.redis_counters import LEASE_REQUESTS, LEASE_SHARE, RedisCounters
+from tests.servers import redis_url_or_none
+
+pytestmark = pytest.mark.skipif(redis_url_or_none() is None, reason="needs RATELIMIT_STORAGE_URI=redis://...")
+
+
+class Worker:
+    """One worker's counters, counting its round trips to Redis."""
+
+    def __init__(self, storage):
+        self.counters = RedisCounters(storage)
+        self.round_trips = 0
+        script = self.counters._admit
+
+        def counted(**kwargs):
+            self.round_trips += 1
+            return script(**kwargs)
+
+        self.counters._admit = counted
+
+    def spend(self, name, amount, limit):
+        refused, _ = self.counters.admit([], [(name, amount, limit, None)])
+        return refused == 0
+
+    def hit(self, bucket, limit, window):
+        refused, _ = self.counters.admit([(bucket, limit, window)], [])
+        return refused == 0
+
+
+@pytest.fixture
+def storage():
+    storage = storage_from_string(redis_url_or_none())
+    yield storage
+    storage.get_connection().close()
+
+
+@pytest.fixture
+def name(storage):
+    name = f"lktest-lease-{uuid.uuid4().hex}"
+    yield name
+    storage.get_connection().delete(name, f"{name}:leases")
+
+
+def counter(storage, name):
+    return int(storage.get_connection().get(name) or 0)
+
+
+def test_near_a_limit_nothing_is_leased_and_every_admission_is_exact(storage, name):
+    a, b = Worker(storage), Worker(storage)
+    limit = LEASE_SHARE - 1
+    admitted = sum((a if n % 2 else b).spend(name, 1, limit) for n in range(limit + 20))
+    assert admitted == limit and counter(storage, name) == limit
+    assert a.round_trips + b.round_trips == limit + 20
+
+
+def test_far_from_a_limit_a_worker_admits_from_its_lease(storage, name):
+    a = Worker(storage)
+    assert a.spend(name, 2, 10**6)
+    lease = LEASE_REQUESTS * 2
+    assert counter(storage, name) == 2 + lease  # the lease counts as spent for everyone else
+    assert all(a.spend(name, 2, 10**6) for _ in range(LEASE_REQUESTS)) and a.round_trips == 1
+    assert a.spend(name, 2, 10**6) and a.round_trips == 2
+    a.counters.give_back()
+    assert counter(storage, name) == 2 * (LEASE_REQUESTS + 2)
+
+
+def test_a_lease_is_at_most_a_hundredth_of_what_is_left(storage, name):
+    a = Worker(storage)
+    assert a.spend(name, 1, 5_001)
+    assert counter(storage, name) == 1 + 5_000 // LEASE_SHARE
+
+
+def test_workers_never_admit_more_than_the_limit_and_give_back_what_they_did_not_use(storage, name):
+    workers, limit, rng = [Worker(storage), Worker(storage), Worker(storage)], 20_000, random.Random(7)
+    admitted = 0
+    for _ in range(6_000):
+        cost = rng.randint(1, 9)
+        if rng.choice(workers).spend(name, cost, limit):
+            admitted += cost
+    assert limit - 3 * 9 < admitted <= limit
+    assert sum(worker.round_trips for worker in workers) < 6_000 / 2  # most admissions were local
+    for worker in workers:
+        worker.counters.give_back()
+    assert counter(storage, name) == admitted
+
+
+def test_a_reset_still_counts_what_leases_may_admit(storage, name):
+    a, b = Worker(storage), Worker(storage)
+    limit = 10_000
+    assert a.spend(name, 1, limit)  # a now holds a lease of 99
+    a.counters.clear(name)  # an admin starts the window over
+    admitted = sum(worker.spend(name, 1, limit) for worker in [a, b] * limit)
+    assert admitted == limit  # a's lease is drained, b was refused at the limit
+    assert counter(storage, name) == limit
+
+
+def test_a_changed_limit_voids_the_lease(storage, name):
+    a = Worker(storage)
+    assert a.spend(name, 1, 10**6)
+    assert a.spend(name, 1, 100) and a.round_trips == 2  # the lease went back, nothing new leased
+    assert counter(storage, name) == 2
+
+
+def test_a_bucket_lease_lapses_with_its_window(storage, name):
+    a = Worker(storage)
+    assert a.hit(name, 10**6, 1) and a.round_trips == 1
+    assert a.hit(name, 10**6, 1) and a.round_trips == 1
+    time.sleep(1.2)  # the window is over: the old lease is neither used nor given back into the new one
+    assert a.hit(name, 10**6, 1) and a.round_trips == 2
+    assert counter(storage, storage.prefixed_key(name)) == 1 + LEASE_REQUESTS
+    storage.get_connection().delete(storage.prefixed_key(name))
