@@ -17,7 +17,7 @@ RANDOM_LENGTH = 32
 CHECKSUM_LENGTH = 6
 START_LENGTH = 6  # random characters shown after the prefix, for recognising a key
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
-BODY_RE = re.compile(f"[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}", re.ASCII)
+BODY_RE = re.compile(f"[{ALPHABET}]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}")
 
 
 def _base62(number: int, width: int) -> str:

@@ -136,7 +136,8 @@ class RedisCounters:
             back = lease.units if lease is not None and lease.lapses > now else 0
             args += [amount, limit, int(expiry or 0), back]
         refused, counts, leased, ttls = self._admit(keys=[name for name, _, _, _ in items], args=args)
-        counts, leased = [int(count) for count in counts], [int(units) for units in leased]
+        counts = [int(count) for count in counts]
+        leased = [int(units) for units in leased] or [0] * len(counts)  # nothing is leased on a refusal
         with self._lock:
             leases = self._own_leases()
             for (name, _, limit, _), units, count, ttl in zip(items, leased, counts, ttls):
@@ -144,7 +145,7 @@ class RedisCounters:
                     lapses = now + int(ttl) / 1000 - WINDOW_MARGIN if int(ttl) > 0 else float("inf")
                     leases[name] = _Lease(units, limit, count, lapses)
         # As this worker sees it: what it holds itself is not spent yet.
-        return int(refused), [count - units for count, units in zip(counts, leased + [0] * len(counts))]
+        return int(refused), [count - units for count, units in zip(counts, leased)]
 
     def _own_leases(self):
         # Leases belong to one process: a forked worker starts with none.
