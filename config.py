@@ -44,6 +44,9 @@ class Config:
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "")
     RATE_LIMIT_LOGIN = os.environ.get("RATE_LIMIT_LOGIN", "10 per minute;100 per hour")
     RATE_LIMIT_SIGNUP = os.environ.get("RATE_LIMIT_SIGNUP", "10 per hour")
+    # Password and email changes, per account: bounds guessing the current password with a stolen
+    # session, and probing which emails are taken.
+    RATE_LIMIT_ACCOUNT_CHANGE = os.environ.get("RATE_LIMIT_ACCOUNT_CHANGE", "10 per hour")
 
     CORS_ORIGINS = _env_list("CORS_ORIGINS")
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)

@@ -76,7 +76,8 @@ def seed(env, keys_file, real_keys, **key_attributes):
     app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=env["DATABASE_URL"],
                      RATELIMIT_STORAGE_URI=env["RATELIMIT_STORAGE_URI"])
     with app.app_context():
-        owner = User(email=f"bench-{time.time_ns()}@example.com", password_hash="x")
+        # keys:verify works only while the key's owner is an admin
+        owner = User(email=f"bench-{time.time_ns()}@example.com", password_hash="x", is_admin=True)
         db.session.add(owner)
         db.session.flush()
 

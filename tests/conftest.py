@@ -17,7 +17,7 @@ from sqlalchemy import text
 from app import create_app
 from app.extensions import db
 from app.models import ApiKey, User
-from app.services import lifecycle
+from app.services import lifecycle, sessions
 from app.services.passwords import hash_password
 from config import TestingConfig
 
@@ -140,11 +140,14 @@ class Factory:
             self.secrets.add(password, user.password_hash)
             return UserRef(user.id, user.email, user.is_admin)
 
-    def token(self, user, refresh=False) -> str:
+    def token(self, user, refresh=False, sid=None) -> str:
+        """Return a token of a new login session (or of session `sid`)."""
         with self.app.app_context():
-            sid = {"sid": uuid.uuid4().hex}
+            if sid is None:
+                sid = sessions.start(user.id)
+                db.session.commit()
             create = create_refresh_token if refresh else create_access_token
-            return self.secrets.add(create(str(user.id), additional_claims=sid))
+            return self.secrets.add(create(str(user.id), additional_claims={"sid": sid}))
 
     def headers(self, user) -> dict:
         return {"Authorization": f"Bearer {self.token(user)}"}

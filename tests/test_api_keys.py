@@ -99,6 +99,7 @@ class Endpoint:
     body: Callable[[Ids], dict] | None = None
     allowed: tuple = (200, None)  # the answer to the owner, an admin and a key with the scope
     for_others: tuple = (404, None)  # the answer to another (non-admin) user
+    for_keys: tuple | None = None  # the answer to a key with the scope, when not `allowed`
     target_status: str = "active"
 
     @property
@@ -130,7 +131,8 @@ ENDPOINTS = {
     "delete-user-key-links": Endpoint("DELETE", "/v1/users/{user}/relationships/api-keys", _key_links, allowed=REFUSED),
     "revoke": Endpoint("POST", "/v1/api-keys/{key}/revoke"),
     "suspend": Endpoint("POST", "/v1/api-keys/{key}/suspend"),
-    "reactivate": Endpoint("POST", "/v1/api-keys/{key}/reactivate", target_status="suspended"),
+    "reactivate": Endpoint("POST", "/v1/api-keys/{key}/reactivate", target_status="suspended",
+                           for_keys=(403, "SESSION_REQUIRED")),
     "rotate": Endpoint("POST", "/v1/api-keys/{key}/rotate", allowed=(201, None)),
     "create-for-user": Endpoint(
         "POST", "/v1/api-keys",
@@ -143,7 +145,8 @@ ACTORS = ("owner", "other-user", "admin", "anonymous", "key-with-scope", "key-wi
 
 def expected(endpoint, actor):
     fixed = {"anonymous": (401, "UNAUTHENTICATED"), "revoked-key": (401, "REVOKED"),
-             "key-without-scope": (403, "INSUFFICIENT_SCOPES"), "other-user": endpoint.for_others}
+             "key-without-scope": (403, "INSUFFICIENT_SCOPES"), "other-user": endpoint.for_others,
+             "key-with-scope": endpoint.for_keys or endpoint.allowed}
     return fixed.get(actor, endpoint.allowed)
 
 

@@ -63,7 +63,8 @@ def test_account_and_session_events(app, client, make):
     token = login.get_json()["meta"]["access_token"]
     user_id = int(login.get_json()["meta"]["user_id"])
     bearer = {"Authorization": f"Bearer {token}"}
-    api(client, "PATCH", f"/v1/users/{user_id}", bearer, resource("user", {"password": PASSWORD + "!"}, id_=user_id))
+    api(client, "PATCH", f"/v1/users/{user_id}", bearer, resource("user", {"password": PASSWORD + "!", "current-password": PASSWORD},
+                                                                  id_=user_id))
     client.post("/v1/auth/logout", headers=bearer)
     actions = [(action, target_id, tuple(changes)) for action, _, target_id, _, changes in events(app)]
     assert actions == [

@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from flask_jwt_extended import create_access_token
 
 from app import create_app
 from app.extensions import db
 from app.models import ApiKey, User
-from app.services import lifecycle
+from app.services import lifecycle, sessions
 from app.services.passwords import hash_password
 from config import TestingConfig
 from tests.servers import PrivateRedis, fresh_database, gunicorn, redis_url_or_none, run_migrations, service_env
@@ -22,6 +23,7 @@ from tests.servers import PrivateRedis, fresh_database, gunicorn, redis_url_or_n
 pytestmark = pytest.mark.skipif(redis_url_or_none() is None, reason="needs RATELIMIT_STORAGE_URI=redis://...")
 
 LIMIT = 20
+PASSWORD = "irrelevant password"
 
 
 class Seeder:
@@ -31,14 +33,15 @@ class Seeder:
         self.app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=env["DATABASE_URL"],
                               JWT_SECRET_KEY=env["JWT_SECRET_KEY"], RATELIMIT_STORAGE_URI=env["RATELIMIT_STORAGE_URI"])
 
-    def user(self, email):
+    def user(self, email, admin=False):
+        """Return (user id, an access token of a new session)."""
         with self.app.app_context():
-            user = User(email=email, password_hash=hash_password("irrelevant password"))
+            user = User(email=email, password_hash=hash_password(PASSWORD), is_admin=admin)
             db.session.add(user)
+            db.session.flush()
+            sid = sessions.start(user.id)
             db.session.commit()
-            from flask_jwt_extended import create_access_token
-
-            return user.id, create_access_token(str(user.id), additional_claims={"sid": f"s{user.id}"})
+            return user.id, create_access_token(str(user.id), additional_claims={"sid": sid})
 
     def key(self, user_id, **attributes):
         with self.app.app_context():
@@ -124,7 +127,7 @@ def post_many(url, bodies, headers):
 def spend_budget(service, name, budget, cost, times):
     """Verify a fresh key with a daily `budget`, `times` at `cost`, from 16 threads; count the codes."""
     base, seeder = service
-    service_id, _ = seeder.user(f"{name}-service@example.com")
+    service_id, _ = seeder.user(f"{name}-service@example.com", admin=True)
     verifier = {"X-API-Key": seeder.key(service_id, scopes=["keys:verify"])}
     owner_id, _ = seeder.user(f"{name}-owner@example.com")
     secret = seeder.key(owner_id, budget_limit=budget, budget_period="day")
@@ -146,7 +149,7 @@ def test_a_leased_budget_never_admits_more_than_it_holds(service):
 
 def test_usage_adds_up_across_workers(service):
     base, seeder = service
-    service_id, _ = seeder.user("usage-service@example.com")
+    service_id, _ = seeder.user("usage-service@example.com", admin=True)
     verifier = {"X-API-Key": seeder.key(service_id, scopes=["keys:verify"])}
     owner_id, owner_token = seeder.user("usage-owner@example.com")
     secret = seeder.key(owner_id, scopes=["llm:*"], quota_limit=30, quota_period="day")

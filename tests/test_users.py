@@ -52,7 +52,8 @@ ENDPOINTS = {
     "list GET": lambda target: ("GET", "/v1/users", None),
     "detail GET": lambda target: ("GET", f"/v1/users/{target.id}", None),
     "detail PATCH": lambda target: ("PATCH", f"/v1/users/{target.id}",
-                                    resource("user", {"email": NEW_EMAIL.upper()}, target.id)),
+                                    resource("user", {"email": NEW_EMAIL.upper(), "current-password": PASSWORD},
+                                             target.id)),
     "detail DELETE": lambda target: ("DELETE", f"/v1/users/{target.id}", None),
 }
 
@@ -155,6 +156,8 @@ KEY_CASES = [
     ("user", ["keys:read"], "GET", "self", 403, "INSUFFICIENT_SCOPES"),
     ("user", ["users:read"], "DELETE", "self", 403, "INSUFFICIENT_SCOPES"),
     ("user", ["users:read"], "PATCH", "self", 403, "INSUFFICIENT_SCOPES"),
+    ("user", ["users:write"], "PATCH", "self", 403, "SESSION_REQUIRED"),  # a key never changes an email
+    ("user", ["users:write"], "DELETE", "self", 403, "SESSION_REQUIRED"),
     ("user", ["users:read"], "GET", "other", 404, None),
     ("admin", ["users:read"], "GET", "list", 403, "ADMIN_REQUIRED"),
     ("admin", ["users:read", "admin:access"], "GET", "list", 200, None),
@@ -280,7 +283,7 @@ def _list_response(client, make, people):
 def _patch_response(client, make, people):
     target = people["self"]
     return send(client, "PATCH", f"/v1/users/{target.id}", make.headers(target),
-                resource("user", {"password": NEW_PASSWORD}, target.id))
+                resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, target.id))
 
 
 @pytest.mark.parametrize("request_", [_sign_up_response, _detail_response, _list_response, _patch_response],
@@ -304,7 +307,7 @@ def test_new_password_works_and_old_one_does_not(client, make, secrets_seen):
     secrets_seen.add(NEW_PASSWORD)
 
     response = send(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
-                    resource("user", {"password": NEW_PASSWORD}, user.id))
+                    resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, user.id))
 
     assert response.status_code == 200, response.get_data(as_text=True)
     assert login(client, user.email, NEW_PASSWORD).status_code == 200
@@ -313,7 +316,7 @@ def test_new_password_works_and_old_one_does_not(client, make, secrets_seen):
 
 PATCH_REFUSALS = {
     "self-promotion to admin": ({"is-admin": True}, 403, "ADMIN_REQUIRED", "/data/attributes/is-admin"),
-    "another account's email in another case": ({"email": "TAKEN@example.com"}, 409, None,
+    "another account's email in another case": ({"email": "TAKEN@example.com", "current-password": PASSWORD}, 409, None,
                                                 "/data/attributes/email"),
     "password too short": ({"password": "x" * 11}, 422, None, "/data/attributes/password"),
 }

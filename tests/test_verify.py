@@ -24,8 +24,8 @@ def way_in(request, monkeypatch):
 
 @pytest.fixture
 def service(make):
-    """Headers of a service: a key with keys:verify, owned by a service account."""
-    account = make.user()
+    """Headers of a service: a key with keys:verify, owned by an admin's service account."""
+    account = make.user(admin=True)
     return {"X-API-Key": make.key(account, scopes=["keys:verify"]).secret}
 
 

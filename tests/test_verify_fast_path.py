@@ -31,7 +31,7 @@ def passed_on(app, monkeypatch):
 
 @pytest.fixture
 def service(make):
-    return {"X-API-Key": make.key(make.user(), scopes=["keys:verify"]).secret}
+    return {"X-API-Key": make.key(make.user(admin=True), scopes=["keys:verify"]).secret}
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_a_browser_request_gets_its_cors_headers_from_flask(client, service, key
 
 @pytest.mark.parametrize("config_overrides", [{"TRUSTED_PROXIES": 1}])
 def test_the_fast_path_sees_the_client_address_behind_a_trusted_proxy(client, make, key, passed_on):
-    caller = make.key(make.user(), scopes=["keys:verify"], allowed_ips=["203.0.113.0/24"]).secret
+    caller = make.key(make.user(admin=True), scopes=["keys:verify"], allowed_ips=["203.0.113.0/24"]).secret
     response = client.post(URL, json={"key": key.secret}, headers={"X-API-Key": caller, "X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 200 and passed_on == []
 

@@ -13,15 +13,15 @@ from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
 from app.api.helpers.errors import ApiError
-from app.api.helpers.permissions import get_owned_key, get_visible_user, owner_filter
+from app.api.helpers.permissions import (check_key_change, get_owned_key, get_visible_user, inherited_columns,
+                                         owner_filter)
 from app.api.helpers.filters import CheckedFilters, FilterRules
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models import ApiKey, User
 from app.models.api_key import ACTIVE, EXPIRED
 from app.models.types import utcnow
-from app.services import lifecycle
-from app.services import scopes as scope_rules
+from app.services import lifecycle, narrowing
 from app.services.key_cache import forget_cached_keys
 
 KEY_FILTERS = FilterRules(
@@ -33,19 +33,6 @@ KEY_FILTERS = FilterRules(
 # Simple filters handled here rather than by the library: status is partly derived, tags are JSON.
 CUSTOM_FILTERS = ("filter[status]", "filter[tag]")
 STATUSES = ("active", "suspended", "revoked", "expired")
-
-
-def check_grantable(actor, scopes):
-    """Refuse scopes the actor could not hold itself: a key never mints beyond its own scopes,
-    and only an admin grants admin-only scopes (or wildcards that cover them)."""
-    for scope in scopes:
-        if actor.scopes is not None and not scope_rules.allows(actor.scopes, scope):
-            raise ApiError(403, "Scope not grantable", f"The calling key does not hold {scope!r}.",
-                           code="SCOPE_NOT_GRANTABLE", pointer="/data/attributes/scopes")
-        admin_only = [s for s in scope_rules.ADMIN_ONLY if scope_rules.covers(scope, s)]
-        if admin_only and not actor.is_admin:
-            raise ApiError(403, "Scope not grantable", f"Only an administrator may grant {admin_only[0]!r}.",
-                           code="SCOPE_NOT_GRANTABLE", pointer="/data/attributes/scopes")
 
 
 def check_expiry(expires_at):
@@ -107,12 +94,12 @@ class ApiKeyLayer(CheckedFilters, AuditedLayer):
                                code="ADMIN_REQUIRED", pointer="/data/relationships/user")
             if db.session.get(User, owner_id) is None:
                 raise ApiError(404, "Not found", "User not found.", pointer="/data/relationships/user")
-        check_grantable(actor, data.get("scopes", []))
-        check_expiry(data.get("expires_at"))
         if data.pop("revoked_at", None) is not None:
             raise ApiError(422, "Validation error", "A new key cannot be revoked.",
                            pointer="/data/attributes/revoked-at")
         _apply_allowances(data)
+        check_key_change(actor, None, inherited_columns(actor, data))
+        check_expiry(data.get("expires_at"))
         try:
             lifecycle.reserve_key_slot(owner_id, current_app.config["API_KEY_MAX_PER_USER"])
         except lifecycle.KeyLimitError as error:
@@ -125,18 +112,21 @@ class ApiKeyLayer(CheckedFilters, AuditedLayer):
         if "user" in data and str(data.pop("user")) != str(obj.user_id):
             raise ApiError(403, "Forbidden", "A key cannot be moved to another owner.",
                            code="OWNER_IMMUTABLE", pointer="/data/relationships/user")
+        _apply_allowances(data)
+        check_key_change(actor, obj, {**narrowing.columns_of(obj), **data})
         if obj.status == "revoked":
             raise ApiError(409, "Conflict", "A revoked key cannot be changed.", code="KEY_REVOKED")
-        if "scopes" in data:
-            check_grantable(actor, data["scopes"])
         if "expires_at" in data:
             check_expiry(data["expires_at"])
         if data.pop("revoked_at", None) is not None:  # PATCH revoked-at: revoke, as the design says
             lifecycle.revoke(obj)
-        _apply_allowances(data)
 
     def after_update_object(self, obj, data, view_kwargs):
         forget_cached_keys()
+
+    def before_delete_object(self, obj, view_kwargs):
+        check_key_change(require("keys:write"), obj, None)
+        super().before_delete_object(obj, view_kwargs)
 
     def after_delete_object(self, obj, view_kwargs):
         forget_cached_keys()

@@ -1,20 +1,19 @@
-"""Sessions: login, refresh and logout. Access and refresh tokens share a session id (`sid`),
-and logout revokes that session, so both tokens stop working, on every worker and after a
-restart (the revocation is a database row)."""
-import uuid
-
+"""Sessions: login, refresh, logout and logout-all. Access and refresh tokens share a session id
+(`sid`) naming a database row; ending the session (logout, logout-all, a password change) stops
+both tokens on every worker at once, and after a restart. API keys obtain no session here."""
 from flask import current_app, jsonify, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.api import bp
-from app.api.helpers.audit import audit
+from app.api.helpers.audit import ANONYMOUS, audit
 from app.api.helpers.auth import Actor, decode_session_token, require, unauthorized
 from app.api.helpers.errors import ApiError
+from app.api.helpers.permissions import require_session
 from app.api.helpers.ratelimit import client_ip
 from app.api.helpers.requests import json_body
 from app.extensions import db, limiter
-from app.models import RevokedSession, User
-from app.models.types import utcnow
+from app.models import User
+from app.services import sessions
 from app.services.passwords import verify_password
 
 
@@ -61,13 +60,16 @@ def _login():
                        pointer="/data/attributes")
     user = db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
     if not verify_password(user.password_hash if user else None, password) or user is None:
+        # Whoever sent it (a token in the headers proves nothing here), the attempt is anonymous:
+        # it is shown to the account's owner and admins, never in the sender's own trail.
         user_id = user.id if user else None
-        audit("auth.login_failed", "user", user_id, user_id)
+        audit("auth.login_failed", "user", user_id, user_id, actor=ANONYMOUS)
         db.session.commit()
         raise unauthorized("Wrong email or password.", "INVALID_CREDENTIALS")
-    audit("auth.login", "user", user.id, user.id, actor=Actor(user.id, user.is_admin))
+    sid = sessions.start(user.id)
+    audit("auth.login", "user", user.id, user.id, actor=Actor(user.id, user.is_admin, session_id=sid))
     db.session.commit()
-    return _session_document(user.id, uuid.uuid4().hex, with_refresh=True)
+    return _session_document(user.id, sid, with_refresh=True)
 
 
 @bp.post("/auth/refresh")
@@ -82,13 +84,22 @@ def refresh():
 
 @bp.post("/auth/logout")
 def logout():
-    """Revoke the caller's session: its access and refresh tokens both stop working."""
+    """End the caller's session: its access and refresh tokens both stop working."""
     actor = require()
     if actor.session_id is None:
         raise ApiError(400, "Bad request", "Logout ends a JWT session; API keys are revoked instead.")
-    expires = utcnow() + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
-    if db.session.get(RevokedSession, actor.session_id) is None:
-        db.session.add(RevokedSession(sid=actor.session_id, user_id=actor.user_id, expires_at=expires))
+    if sessions.end(actor.session_id):
         audit("auth.logout", "user", actor.user_id, actor.user_id)
         db.session.commit()
+    return "", 204
+
+
+@bp.post("/auth/logout-all")
+def logout_all():
+    """Sign out everywhere: end every session of the caller's account, this one included."""
+    actor = require()
+    require_session(actor, "Signing out everywhere")
+    sessions.end_all(actor.user_id)
+    audit("auth.logout_all", "user", actor.user_id, actor.user_id)
+    db.session.commit()
     return "", 204

@@ -1,4 +1,7 @@
-"""Lifecycle actions on a key: revoke (final), suspend, reactivate, rotate; admins reset quotas."""
+"""Lifecycle actions on a key: revoke (final), suspend, reactivate, rotate; admins reset quotas.
+
+A key may revoke, suspend and rotate the keys it covers (itself included); reactivating and
+resetting an allowance lift a restriction, so they need a session (helpers/permissions)."""
 from flask import current_app
 
 from app.api import bp
@@ -6,7 +9,7 @@ from app.api.helpers.audit import audit, changed_fields
 from app.api.helpers.auth import require, require_admin
 from app.api.helpers.documents import document
 from app.api.helpers.errors import ApiError
-from app.api.helpers.permissions import get_owned_key
+from app.api.helpers.permissions import check_key_change, get_owned_key, require_session
 from app.api.helpers.requests import optional_json_body
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
@@ -17,7 +20,9 @@ from app.services.key_cache import forget_cached_keys
 
 def _act(key_id, name, action):
     """Apply `action` to a key the caller may touch, record `key.<name>`, commit, return the key."""
-    key = get_owned_key(key_id, require("keys:write"))
+    actor = require("keys:write")
+    key = get_owned_key(key_id, actor)
+    check_key_change(actor, key, None)
     try:
         action(key)
     except lifecycle.KeyStateError as error:
@@ -42,6 +47,8 @@ def suspend_key(key_id):
 
 @bp.post("/api-keys/<int:key_id>/reactivate")
 def reactivate_key(key_id):
+    """Lift a suspension; a key may not, whichever key it is (a suspension is the owner's call)."""
+    require_session(require("keys:write"), "Reactivating a key")
     return document(ApiKeySchema, _act(key_id, "reactivate", lifecycle.reactivate))
 
 
@@ -60,7 +67,9 @@ def rotate_key(key_id):
 @bp.post("/api-keys/<int:key_id>/<any(quota, budget):kind>/reset")
 def reset_allowance(key_id, kind):
     """Admins only: start the key's current quota or budget window over."""
-    key = get_owned_key(key_id, require_admin("keys:write"))
+    actor = require_admin("keys:write")
+    require_session(actor, f"Resetting a {kind}")
+    key = get_owned_key(key_id, actor)
     allowance = next((a for a in allowances.allowances_of(key) if a.kind == kind), None)
     if allowance is None:
         raise ApiError(409, "Conflict", f"The key has no {kind}.", code=f"NO_{kind.upper()}")

@@ -7,13 +7,16 @@ from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require, require_admin
 from app.api.helpers.errors import ApiError
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
-from app.api.helpers.permissions import get_visible_user, owner_filter
+from app.api.helpers.audit import audit
+from app.api.helpers.permissions import get_visible_user, owner_filter, require_session
 from app.api.helpers.ratelimit import client_ip
 from app.api.schema.user import UserSchema
 from app.extensions import db, limiter
 from app.models import User
-from app.services.passwords import hash_password
+from app.services import sessions
 from app.services.key_cache import forget_cached_keys
+from app.services.passwords import hash_password, verify_password
+
 
 def _forbid_admin_flag(data):
     actor = current_actor()
@@ -42,17 +45,43 @@ class UserLayer(AuditedLayer):
 
     def before_create_object(self, data, view_kwargs):
         refuse_client_id(data)
+        data.pop("current_password", None)  # nothing to prove for a new account
         data["email"] = data["email"].lower()
         _check_email_free(data["email"])
         data["password_hash"] = hash_password(data.pop("password"))
 
     def before_update_object(self, obj, data, view_kwargs):
+        """A password or an email is changed only by a session: one's own with the current password
+        (and rate limited, so neither the password nor taken emails can be probed); a new password
+        ends every other session of the account."""
         data.pop("id", None)  # checked against the URL by the library
+        current_password = data.pop("current_password", None)
         if "email" in data:
             data["email"] = data["email"].lower()
-            _check_email_free(data["email"], obj.id)
+            if data["email"] == obj.email:
+                del data["email"]  # unchanged: nothing to prove
+        if "email" not in data and "password" not in data:
+            return
+        actor = require()
+        require_session(actor, "Changing a password or an email")
+        with limiter.limit(current_app.config["RATE_LIMIT_ACCOUNT_CHANGE"], scope="account-change",
+                           key_func=lambda: f"account-change:{obj.id}"):
+            if obj.id == actor.user_id and not (isinstance(current_password, str)
+                                                and verify_password(obj.password_hash, current_password)):
+                raise ApiError(403, "Current password required", "Changing your own password or email needs "
+                               "your current password in current-password.", code="CURRENT_PASSWORD_REQUIRED",
+                               pointer="/data/attributes/current-password")
+            if "email" in data:
+                _check_email_free(data["email"], obj.id)
         if "password" in data:
             data["password_hash"] = hash_password(data.pop("password"))
+            keep = actor.session_id if obj.id == actor.user_id else None
+            if sessions.end_all(obj.id, keep=keep):
+                audit("auth.sessions_ended", "user", obj.id, obj.id, ["password"])
+
+    def before_delete_object(self, obj, view_kwargs):
+        require_session(require(), "Deleting an account")
+        super().before_delete_object(obj, view_kwargs)
 
     def after_update_object(self, obj, data, view_kwargs):
         forget_cached_keys()  # cached key records carry the owner's admin flag

@@ -17,7 +17,7 @@ import json
 from flask import make_response
 
 from app.api import bp
-from app.api.helpers.auth import credential_from, require
+from app.api.helpers.auth import Actor, credential_from, require
 from app.api.helpers.errors import JSONAPI, ApiError, handle_error
 from app.api.helpers.requests import JSON_TYPES, attributes_of, json_body
 from app.models.types import utcnow
@@ -148,7 +148,7 @@ class VerifyFastPath:
             return None
         outcome, caller = check_key(credential, environ.get("REMOTE_ADDR"))
         if (outcome is not Outcome.VALID or caller.quota_limit is not None
-                or not scope_rules.allows(caller.scopes, "keys:verify")):
+                or not Actor.of_key(caller).allows("keys:verify")):
             return None
         usage.buffer().key_used(caller.id, utcnow())  # as any request authenticated by a key
         return request

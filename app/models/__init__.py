@@ -2,6 +2,6 @@
 from app.models.api_key import ApiKey
 from app.models.audit import AuditEvent
 from app.models.usage import KeyUsage
-from app.models.user import RevokedSession, User
+from app.models.user import LoginSession, User
 
-__all__ = ["ApiKey", "AuditEvent", "KeyUsage", "RevokedSession", "User"]
+__all__ = ["ApiKey", "AuditEvent", "KeyUsage", "LoginSession", "User"]

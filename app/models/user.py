@@ -28,13 +28,19 @@ class User(db.Model):
         return f"<User {self.id}>"
 
 
-class RevokedSession(db.Model):
-    """A login session ended by logout: its access and refresh tokens share the `sid` claim."""
+class LoginSession(db.Model):
+    """A login: its access and refresh tokens carry its id (the `sid` claim).
 
-    __tablename__ = "revoked_sessions"
+    Tokens are accepted only while their session is here and not ended. Logout ends one session;
+    "sign out everywhere" and a password change end all of a user's sessions (but the one that
+    changed its own password). A deleted account takes its sessions with it.
+    """
+
+    __tablename__ = "login_sessions"
 
     sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    revoked_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     # Past this instant every token of the session has expired anyway; rows can be pruned.
     expires_at = mapped_column(UTCDateTime, nullable=False, index=True)
+    ended_at = mapped_column(UTCDateTime)

@@ -31,6 +31,7 @@ class KeyRecord:
     scopes: tuple
     status: str
     expires_at: datetime | None
+    allowed_ips: tuple
     networks: tuple
     metadata: dict
     rate_limit: str | None
@@ -45,6 +46,7 @@ class KeyRecord:
         return cls(
             id=key.id, user_id=key.user_id, owner_is_admin=owner_is_admin, name=key.name,
             scopes=tuple(key.scopes or ()), status=key.status, expires_at=key.expires_at,
+            allowed_ips=tuple(key.allowed_ips or ()),
             networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in key.allowed_ips or ()),
             metadata=dict(key.key_metadata or {}), rate_limit=key.rate_limit,
             quota_limit=key.quota_limit, quota_period=key.quota_period,

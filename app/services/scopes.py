@@ -48,3 +48,16 @@ def allows(granted_scopes, wanted: str) -> bool:
     """Return True if any of `granted_scopes` covers `wanted`."""
     return any(covers(granted, wanted) for granted in granted_scopes)
 
+
+def is_admin_only(scope: str) -> bool:
+    """Return True if `scope` (a scope or a pattern) names or covers an admin-only scope."""
+    return any(covers(scope, admin_scope) for admin_scope in ADMIN_ONLY)
+
+
+def key_allows(granted_scopes, owner_is_admin: bool, wanted: str) -> bool:
+    """Return True if a key with `granted_scopes` may use `wanted` now: admin-only scopes take
+    effect only while the key's owner is an admin, whatever the key was granted."""
+    if not owner_is_admin and is_admin_only(wanted):
+        return False
+    return allows(granted_scopes, wanted)
+

@@ -93,7 +93,8 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
     outcome, record = check_key(secret, client_ip, now)
     if outcome is not Outcome.VALID:
         return Verdict(outcome, record)
-    missing = tuple(scope for scope in scopes if not scope_rules.allows(record.scopes, scope))
+    missing = tuple(scope for scope in scopes
+                    if not scope_rules.key_allows(record.scopes, record.owner_is_admin, scope))
     if missing:
         return Verdict(Outcome.INSUFFICIENT_SCOPES, record, missing_scopes=missing)
     verdict = Verdict(Outcome.VALID, record)

@@ -12,9 +12,18 @@ FIELD_NAMES = {"password_hash": "password", "digest": "secret", "previous_digest
 NOT_CHANGES = {"updated_at", "version", "start", "last4", "previous_valid_until"}
 
 
+# Pass as `actor` to record an event with no actor, whatever credential the request carried.
+ANONYMOUS = object()
+
+
 def audit(action, target_type=None, target_id=None, subject_user_id=None, changes=(), actor=None):
-    """Add an AuditEvent for `action` to the current session; the caller's commit writes it."""
-    actor = actor if actor is not None else g.get("actor") if has_request_context() else None
+    """Add an AuditEvent for `action` to the current session; the caller's commit writes it.
+
+    The actor is the request's, unless given (ANONYMOUS: none)."""
+    if actor is None and has_request_context():
+        actor = g.get("actor")
+    if actor is ANONYMOUS:
+        actor = None
     event = AuditEvent(
         action=action, target_type=target_type, target_id=None if target_id is None else str(target_id),
         subject_user_id=subject_user_id, changes=sorted(set(changes)),

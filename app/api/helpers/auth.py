@@ -11,10 +11,11 @@ from flask_jwt_extended import decode_token
 from app.api.helpers.errors import ApiError
 from app.api.helpers.requests import check_resource_document
 from app.extensions import db
-from app.models import RevokedSession, User
+from app.models import User
 from app.models.types import utcnow
-from app.services import usage
+from app.services import sessions, usage
 from app.services import scopes as scope_rules
+from app.services.key_cache import KeyRecord
 from app.services.key_format import looks_like_key
 from app.services.verifier import Outcome, check_key
 
@@ -31,16 +32,30 @@ _KEY_FAILURES = {
 
 @dataclass(frozen=True)
 class Actor:
-    """The user a request acts as, narrowed to a key's scopes when it came with a key."""
+    """The user a request acts as: a JWT session, which may do all its user may do, or a key,
+    which acts as its owner narrowed to its scopes and restrictions (see helpers/permissions)."""
 
     user_id: int
     owner_is_admin: bool
-    key_id: int | None = None
-    scopes: tuple | None = None  # None: a JWT session, which may do all its user may do
+    key: KeyRecord | None = None  # the key the request came with; None for a session
     session_id: str | None = None
 
+    @classmethod
+    def of_key(cls, record: KeyRecord) -> "Actor":
+        return cls(record.user_id, record.owner_is_admin, key=record)
+
+    @property
+    def key_id(self) -> int | None:
+        return None if self.key is None else self.key.id
+
+    @property
+    def in_rotation_grace(self) -> bool:
+        """True when the request came with a key's old secret, kept valid by a rotation."""
+        return self.key is not None and self.key.grace_until is not None
+
     def allows(self, scope: str) -> bool:
-        return self.scopes is None or scope_rules.allows(self.scopes, scope)
+        """A session may use every scope; a key its own, admin-only ones only while its owner is an admin."""
+        return self.key is None or scope_rules.key_allows(self.key.scopes, self.owner_is_admin, scope)
 
     @property
     def is_admin(self) -> bool:
@@ -92,11 +107,11 @@ def decode_session_token(token: str, expected_type: str):
         raise unauthorized("The token is invalid or expired.", "INVALID_TOKEN") from None
     if claims.get("type") != expected_type:
         raise unauthorized(f"An {expected_type} token is required.", "WRONG_TOKEN_TYPE")
-    if db.session.get(RevokedSession, claims.get("sid", "")) is not None:
-        raise unauthorized("The session has been logged out.", "TOKEN_REVOKED")
     user = db.session.get(User, int(claims["sub"])) if str(claims.get("sub", "")).isdigit() else None
     if user is None:
         raise unauthorized("The token's user no longer exists.", "INVALID_TOKEN")
+    if not sessions.is_live(claims.get("sid"), user.id):
+        raise unauthorized("The session has ended: log in again.", "TOKEN_REVOKED")
     return claims, user
 
 
@@ -115,7 +130,7 @@ def _resolve():
             raise error
         g.api_key_record = record
         usage.buffer().key_used(record.id, utcnow())
-        return Actor(record.user_id, record.owner_is_admin, record.id, record.scopes)
+        return Actor.of_key(record)
     return None
 
 
@@ -139,8 +154,10 @@ def require(scope: str | None = None) -> Actor:
         raise unauthorized("Authentication required: send a JWT or an API key.", "UNAUTHENTICATED")
     if scope and not actor.allows(scope):
         g.key_outcome = (actor.key_id, "INSUFFICIENT_SCOPES")
-        raise ApiError(403, "Insufficient scope", f"The API key lacks the scope '{scope}'.",
-                       code="INSUFFICIENT_SCOPES")
+        detail = f"The API key lacks the scope '{scope}'."
+        if scope_rules.is_admin_only(scope):
+            detail += " Admin-only scopes work only while the key's owner is an administrator."
+        raise ApiError(403, "Insufficient scope", detail, code="INSUFFICIENT_SCOPES")
     return actor
 
 
@@ -152,8 +169,13 @@ def require_admin(scope: str | None = None) -> Actor:
     return actor
 
 
+# The scope that reading a resource type needs, directly or through `include`.
+READ_SCOPES = {"user": "users:read", "api-key": "keys:read"}
+
+
 class Guarded:
-    """Mixin for resources: authenticate, and check the scope the HTTP method needs.
+    """Mixin for resources: authenticate, and check the scope the HTTP method needs, and the read
+    scope of every type it is asked to `include`.
 
     `required_scopes` maps a method to its scope; methods in `anonymous_methods` skip the check.
     """
@@ -164,6 +186,10 @@ class Guarded:
     def dispatch_request(self, *args, **kwargs):
         if request.method not in self.anonymous_methods:
             require(self.required_scopes.get(request.method))
+            for name in filter(None, request.args.get("include", "").split(",")):
+                relationship = self.schema._declared_fields.get(name.split(".")[0].replace("-", "_"))
+                if getattr(relationship, "type_", None) in READ_SCOPES:  # unknown names: the library's 400
+                    require(READ_SCOPES[relationship.type_])
         if request.method in ("POST", "PATCH") and not self._is_relationship():
             check_resource_document(request.get_json(silent=True), self.schema.opts.type_)
         return super().dispatch_request(*args, **kwargs)

@@ -53,7 +53,7 @@ class ApiKeySchema(Schema):
     last_used_at = fields.DateTime(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
-    allowed_ips = fields.List(fields.Str(), load_default=list)
+    allowed_ips = fields.List(fields.Str())  # unset on a key's creation: inherited from a calling key
     metadata = fields.Dict(attribute="key_metadata", data_key="metadata", load_default=dict)
     tags = fields.List(fields.Str(), load_default=list)
     rate_limit = fields.Str(allow_none=True, validate=validate.Length(max=200))

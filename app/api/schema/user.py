@@ -29,6 +29,8 @@ class UserSchema(Schema):
     id = fields.Str()
     email = fields.Email(required=True, validate=validate.Length(max=254))
     password = fields.Str(load_only=True, required=True, validate=_password_policy)
+    # Proof for changing one's own password or email; checked, never stored.
+    current_password = fields.Str(load_only=True, validate=validate.Length(max=1024))
     is_admin = fields.Bool()
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
