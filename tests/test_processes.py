@@ -43,6 +43,13 @@ class Seeder:
             db.session.commit()
             return user.id, create_access_token(str(user.id), additional_claims={"sid": sid})
 
+    def session(self, user_id):
+        """Return an access token of a new session of `user_id`."""
+        with self.app.app_context():
+            sid = sessions.start(user_id)
+            db.session.commit()
+            return create_access_token(str(user_id), additional_claims={"sid": sid})
+
     def key(self, user_id, **attributes):
         with self.app.app_context():
             fields = lifecycle.new_secret_fields("lk")
@@ -183,6 +190,38 @@ def test_revocation_reaches_every_worker_within_one_second(service):
     assert revoked.status_code == 200
     time.sleep(1.05)
     assert fire(url, 16, {"X-API-Key": secret}) == {(401, "REVOKED"): 16}
+
+
+def test_a_password_change_ends_other_sessions_on_every_worker(service):
+    base, seeder = service
+    user_id, stolen = seeder.user("password@example.com")
+    mine = seeder.session(user_id)
+    url = f"{base}/v1/users/{user_id}"
+    assert fire(url, 8, {"Authorization": f"Bearer {stolen}"}) == {(200, None): 8}  # every worker served it
+    document = {"data": {"type": "user", "id": str(user_id),
+                         "attributes": {"password": "a brand new passphrase", "current-password": PASSWORD}}}
+    changed = requests.patch(url, json=document, timeout=10, headers={
+        "Authorization": f"Bearer {mine}", "Content-Type": "application/vnd.api+json"})
+    assert changed.status_code == 200, changed.text
+    assert fire(url, 12, {"Authorization": f"Bearer {stolen}"}) == {(401, "TOKEN_REVOKED"): 12}  # at once
+    assert fire(url, 4, {"Authorization": f"Bearer {mine}"}) == {(200, None): 4}
+
+
+def test_a_demoted_admins_verification_key_stops_on_every_worker_within_one_second(service):
+    base, seeder = service
+    admin_id, _ = seeder.user("demoted@example.com", admin=True)
+    _, root_token = seeder.user("root@example.com", admin=True)
+    verifier = {"X-API-Key": seeder.key(admin_id, scopes=["keys:verify"])}
+    checked = seeder.key(seeder.user("checked@example.com")[0])
+    url = f"{base}/v1/api-keys/verify"
+    assert Counter(a["meta"]["code"] for a in post_many(url, [{"key": checked}] * 12, verifier)) == {"VALID": 12}
+    document = {"data": {"type": "user", "id": str(admin_id), "attributes": {"is-admin": False}}}
+    demoted = requests.patch(f"{base}/v1/users/{admin_id}", json=document, timeout=10, headers={
+        "Authorization": f"Bearer {root_token}", "Content-Type": "application/vnd.api+json"})
+    assert demoted.status_code == 200, demoted.text
+    time.sleep(1.05)
+    answers = post_many(url, [{"key": checked}] * 16, verifier)
+    assert Counter(a["errors"][0]["code"] for a in answers if "errors" in a) == {"INSUFFICIENT_SCOPES": 16}
 
 
 @pytest.mark.parametrize("policy", ["open", "closed"])

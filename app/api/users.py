@@ -19,10 +19,15 @@ from app.services.passwords import hash_password, verify_password
 
 
 def _forbid_admin_flag(data):
+    """Only an admin's session sets is-admin: a key promoting an account whose password its holder
+    knows would obtain an unscoped admin session."""
+    if "is_admin" not in data:
+        return
     actor = current_actor()
-    if "is_admin" in data and not (actor is not None and actor.is_admin):
+    if not (actor is not None and actor.is_admin):
         raise ApiError(403, "Forbidden", "Only an administrator may set is-admin.",
                        code="ADMIN_REQUIRED", pointer="/data/attributes/is-admin")
+    require_session(actor, "Setting is-admin")
 
 
 def _check_email_free(email, user_id=None):
