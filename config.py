@@ -25,8 +25,19 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
     # Bound parameters (digests, hashes) never appear in SQLAlchemy error messages or logs.
     SQLALCHEMY_ENGINE_OPTIONS = {"hide_parameters": True, "pool_pre_ping": True}
+    # A hung database costs at most these (PostgreSQL; applied by create_app).
+    DATABASE_CONNECT_TIMEOUT = float(os.environ.get("DATABASE_CONNECT_TIMEOUT", 2))  # seconds
+    DATABASE_STATEMENT_TIMEOUT_MS = _env_int("DATABASE_STATEMENT_TIMEOUT_MS", 5000)
 
     REDIS_URL = os.environ.get("REDIS_URL")
+    # A hung Redis costs at most these per call; after a failure, calls are skipped (the storage
+    # error policy applies at once) until REDIS_RETRY_SECONDS have passed.
+    REDIS_SOCKET_TIMEOUT = float(os.environ.get("REDIS_SOCKET_TIMEOUT", 0.1))  # seconds
+    REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", 0.1))  # seconds
+    REDIS_RETRY_SECONDS = float(os.environ.get("REDIS_RETRY_SECONDS", 1))
+
+    # Request bodies larger than this are refused with 413 before they are read.
+    MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
 
     JWT_ALGORITHM = "HS256"
     JWT_DECODE_ALGORITHMS = ["HS256"]
@@ -47,6 +58,9 @@ class Config:
     # Password and email changes, per account: bounds guessing the current password with a stolen
     # session, and probing which emails are taken.
     RATE_LIMIT_ACCOUNT_CHANGE = os.environ.get("RATE_LIMIT_ACCOUNT_CHANGE", "10 per hour")
+    # Failed authentication on the verification endpoint, per client IP (authenticated services
+    # with keys:verify are never limited there: they answer for their own callers).
+    RATE_LIMIT_AUTH_FAILURES = os.environ.get("RATE_LIMIT_AUTH_FAILURES", "60 per minute")
 
     CORS_ORIGINS = _env_list("CORS_ORIGINS")
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)

@@ -78,7 +78,8 @@ def _configure_database(app):
 
 def _configure_rate_limits(app):
     """Refuse to start on a rate limit or storage policy that cannot be parsed, with a clear message."""
-    for name in ("RATE_LIMIT_DEFAULTS", "RATE_LIMIT_LOGIN", "RATE_LIMIT_SIGNUP", "RATE_LIMIT_ACCOUNT_CHANGE"):
+    for name in ("RATE_LIMIT_DEFAULTS", "RATE_LIMIT_LOGIN", "RATE_LIMIT_SIGNUP", "RATE_LIMIT_ACCOUNT_CHANGE",
+                 "RATE_LIMIT_AUTH_FAILURES"):
         try:
             parse_many(app.config[name])
         except ValueError:
