@@ -22,7 +22,7 @@ from app.models import ApiKey, User
 from app.models.api_key import ACTIVE, EXPIRED
 from app.models.types import utcnow
 from app.services import lifecycle, narrowing
-from app.services.key_cache import forget_cached_keys
+from app.services.key_cache import refresh_key_cache
 
 KEY_FILTERS = FilterRules(
     names=frozenset({"name", "description", "created_at", "expires_at", "last_used_at"}),
@@ -121,15 +121,18 @@ class ApiKeyLayer(CheckedFilters, AuditedLayer):
         if data.pop("revoked_at", None) is not None:  # PATCH revoked-at: revoke, as the design says
             lifecycle.revoke(obj)
 
+    def after_create_object(self, obj, data, view_kwargs):
+        refresh_key_cache()  # this worker may remember the new digest as unknown
+
     def after_update_object(self, obj, data, view_kwargs):
-        forget_cached_keys()
+        refresh_key_cache()
 
     def before_delete_object(self, obj, view_kwargs):
         check_key_change(require("keys:write"), obj, None)
         super().before_delete_object(obj, view_kwargs)
 
     def after_delete_object(self, obj, view_kwargs):
-        forget_cached_keys()
+        refresh_key_cache()
 
 
 def _status_clause(status):

@@ -1,7 +1,7 @@
 """Sessions: login, refresh, logout and logout-all. Access and refresh tokens share a session id
 (`sid`) naming a database row; ending the session (logout, logout-all, a password change) stops
 both tokens on every worker at once, and after a restart. API keys obtain no session here."""
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.api import bp
@@ -17,11 +17,21 @@ from app.services import sessions
 from app.services.passwords import verify_password
 
 
+def _login_fields():
+    """Return (email, password, error) of the login body, parsed once for the limiter's key function
+    and the view alike; never raises (`error` is the 415/400 to answer, the fields None if absent)."""
+    if "login_fields" not in g:
+        try:
+            attributes, error = json_body(), None
+        except ApiError as raised:
+            attributes, error = {}, raised
+        g.login_fields = (attributes.get("email"), attributes.get("password"), error)
+    return g.login_fields
+
+
 def _login_email() -> str:
-    body = request.get_json(silent=True)
-    attributes = (body or {}).get("data", {}).get("attributes", body) if isinstance(body, dict) else {}
-    email = attributes.get("email") if isinstance(attributes, dict) else None
-    return f"login-email:{str(email).strip().lower()[:254]}"
+    email = _login_fields()[0]
+    return f"login-email:{email.strip().lower()[:254] if isinstance(email, str) else ''}"
 
 
 def _session_document(user_id: int, sid: str, with_refresh: bool):
@@ -53,10 +63,11 @@ def login():
 
 
 def _login():
-    body = json_body()
-    email, password = body.get("email"), body.get("password")
-    if not isinstance(email, str) or not isinstance(password, str):
-        raise ApiError(422, "Validation error", "email and password are required strings.",
+    email, password, error = _login_fields()
+    if error is not None:
+        raise error
+    if not isinstance(email, str) or not isinstance(password, str) or "\x00" in email:
+        raise ApiError(422, "Validation error", "email and password are required strings (without NUL).",
                        pointer="/data/attributes")
     user = db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
     if not verify_password(user.password_hash if user else None, password) or user is None:

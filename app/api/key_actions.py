@@ -15,7 +15,7 @@ from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models.types import utcnow
 from app.services import allowances, lifecycle
-from app.services.key_cache import forget_cached_keys
+from app.services.key_cache import refresh_key_cache
 
 
 def _act(key_id, name, action):
@@ -30,7 +30,7 @@ def _act(key_id, name, action):
         raise ApiError(409, "Conflict", str(error), code="INVALID_KEY_STATE") from None
     audit(f"key.{name}", "key", key.id, key.user_id, changed_fields(key))
     db.session.commit()
-    forget_cached_keys()
+    refresh_key_cache()
     return key
 
 
@@ -73,7 +73,7 @@ def reset_allowance(key_id, kind):
     allowance = next((a for a in allowances.allowances_of(key) if a.kind == kind), None)
     if allowance is None:
         raise ApiError(409, "Conflict", f"The key has no {kind}.", code=f"NO_{kind.upper()}")
+    allowances.reset(allowance, utcnow())  # first: if the storage is down, nothing is recorded either
     audit(f"key.{kind}_reset", "key", key.id, key.user_id)
     db.session.commit()
-    allowances.reset(allowance, utcnow())
     return document(ApiKeySchema, key)

@@ -14,7 +14,7 @@ from app.api.schema.user import UserSchema
 from app.extensions import db, limiter
 from app.models import User
 from app.services import sessions
-from app.services.key_cache import forget_cached_keys
+from app.services.key_cache import refresh_key_cache
 from app.services.passwords import hash_password, verify_password
 
 
@@ -89,10 +89,10 @@ class UserLayer(AuditedLayer):
         super().before_delete_object(obj, view_kwargs)
 
     def after_update_object(self, obj, data, view_kwargs):
-        forget_cached_keys()  # cached key records carry the owner's admin flag
+        refresh_key_cache()  # cached key records carry the owner's admin flag
 
     def after_delete_object(self, obj, view_kwargs):
-        forget_cached_keys()  # the owner's keys went with the account
+        refresh_key_cache()  # the owner's keys went with the account
 
 
 def _layer():

@@ -14,18 +14,23 @@ import io
 import ipaddress
 import json
 
-from flask import make_response
+from flask import current_app, make_response
+from limits import parse_many
+from redis.exceptions import RedisError
 
 from app.api import bp
 from app.api.helpers.auth import Actor, credential_from, require
 from app.api.helpers.errors import JSONAPI, ApiError, handle_error
+from app.api.helpers.ratelimit import client_ip
 from app.api.helpers.requests import JSON_TYPES, attributes_of, json_body
+from app.extensions import limiter
 from app.models.types import utcnow
 from app.services import scopes as scope_rules
-from app.services import usage
+from app.services import allowances, usage
 from app.services.verifier import Outcome, check_key, verify
 
 PATH = "/v1/api-keys/verify"
+FAILURE_SCOPE = "verify-auth-failure"
 MAX_COST = 10**9
 MAX_FAST_BODY = 16 * 1024  # larger bodies are unusual: the Flask view reads them
 HEADERS = {"Content-Type": JSONAPI, "Cache-Control": "no-store"}
@@ -95,12 +100,40 @@ def _document(verdict, cost) -> bytes:
 
 @bp.post("/api-keys/verify")
 def verify_key():
-    """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances."""
-    actor = require("keys:verify")
-    if actor.key_id is None and not actor.is_admin:
-        raise ApiError(403, "Forbidden", "Verification needs a key with keys:verify or an admin's session.",
-                       code="INSUFFICIENT_SCOPES")
+    """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances.
+
+    Callers that fail to authenticate are limited per client IP (RATE_LIMIT_AUTH_FAILURES); once
+    an address is over it, it gets 429 before any lookup. Authenticated services are never limited
+    here: the limits that apply are those of the keys they check."""
+    failures = _failure_limits(current_app.config["RATE_LIMIT_AUTH_FAILURES"])
+    bucket = [current_app.config["RATELIMIT_KEY_PREFIX"], FAILURE_SCOPE, client_ip()]
+    if not _within(failures, lambda item: limiter.limiter.test(item, *bucket), True):
+        raise ApiError(429, "Too many requests", "Too many failed authentications from this address.",
+                       code="RATE_LIMITED", headers={"Retry-After": str(failures[0].get_expiry())})
+    try:
+        actor = require("keys:verify")
+        if actor.key_id is None and not actor.is_admin:
+            raise ApiError(403, "Forbidden", "Verification needs a key with keys:verify or an admin's session.",
+                           code="INSUFFICIENT_SCOPES")
+    except ApiError:
+        _within(failures, lambda item: limiter.limiter.hit(item, *bucket), None)
+        raise
     return make_response(verify_and_count(*read_request(json_body())), 200, HEADERS)
+
+
+@functools.lru_cache(maxsize=8)
+def _failure_limits(text):
+    return tuple(parse_many(text))
+
+
+def _within(items, check, on_storage_error):
+    """Return whether `check` holds for every limit item; the storage error policy decides when
+    the limiter storage is unreachable (`on_storage_error` is then the answer under `open`)."""
+    try:
+        return all([check(item) for item in items])
+    except RedisError:
+        allowances.tolerate_storage_error("failed-authentication limit")
+        return on_storage_error
 
 
 class VerifyFastPath:

@@ -13,11 +13,12 @@ from flask import current_app
 from sqlalchemy import func, or_, select
 
 from app.extensions import db
-from app.models import ApiKey, AuditEvent, User
+from app.models import ApiKey, KeyChange, User
 from app.models.api_key import EXPIRED
 from app.services.key_format import hash_secret, is_well_formed
 
 CACHE_MAX_ENTRIES = 50_000
+MAX_CHANGES_APPLIED = 1_000  # more changes at once than this: drop the whole cache instead
 
 
 @dataclass(frozen=True)
@@ -70,16 +71,25 @@ class KeyRecord:
 
 
 class KeyCache:
-    """digest -> KeyRecord, per worker process, kept until any change is recorded anywhere.
+    """digest -> KeyRecord, per worker process, kept until the key or its account changes.
 
-    Every change that matters to a key (key or account mutations, from the API or the CLI, on any
-    host) writes an audit event in its own transaction. At most once per `ttl` seconds the cache
-    reads the newest audit event id (a primary-key lookup) and drops everything when it moved.
+    Every change that matters to a key (a key's or an account's mutation, from the API or the CLI,
+    on any host) is written to the key change log in its own transaction, numbered in commit order
+    (app/models/change.py). At most once per `ttl` seconds the cache reads the log past the last
+    change it saw (an index range scan, usually empty) and drops the records of the keys and
+    accounts named there; everything, if it fell behind the log. A change committed at T is thus
+    refused by every worker by T + ttl, whatever order the transactions committed in; other audit
+    events (logins, failed logins) touch nothing.
+
+    Digests of well-formed keys that are not in the database are remembered for `ttl` too, so a
+    caller repeating an unknown key costs no lookup; a key created afterwards works at once on the
+    worker that created it (refresh_key_cache) and within `ttl` elsewhere.
     """
 
     def __init__(self):
         self._entries = {}
-        self._marker = None
+        self._unknown = {}  # digest -> monotonic time it was found missing
+        self._seq = None  # the last change log entry applied
         self._checked_at = float("-inf")
 
     def find(self, secret: str, prefix: str, ttl: float):
@@ -87,23 +97,46 @@ class KeyCache:
         refused before any database lookup; a cached digest is always a well-formed key's."""
         now = time.monotonic()
         if now - self._checked_at >= ttl:
-            marker = db.session.scalar(select(func.max(AuditEvent.id)))
-            if marker != self._marker:
-                self._entries.clear()
-                self._marker = marker
+            self.catch_up()
             self._checked_at = now
+        if not secret.isascii():  # no key has other characters (and a lone surrogate cannot be hashed)
+            return None
         digest = hash_secret(secret)
         record = self._entries.get(digest)
         if record is None and is_well_formed(secret, prefix):
-            record = _load(digest)  # unknown digests are not cached: a new key works at once
-            if record is not None:
-                if len(self._entries) >= CACHE_MAX_ENTRIES:
-                    self._entries.clear()
-                self._entries[digest] = record
+            missed_at = self._unknown.get(digest)
+            if missed_at is not None and now - missed_at < ttl:
+                return None
+            record = _load(digest)
+            cache = self._entries if record is not None else self._unknown
+            if len(cache) >= CACHE_MAX_ENTRIES:
+                cache.clear()
+            cache[digest] = record if record is not None else now
         return record
 
-    def clear(self):
-        self._entries.clear()
+    def catch_up(self):
+        """Apply the change log entries committed since the last call."""
+        if self._seq is None:  # nothing cached yet: start from the newest entry
+            self._seq = db.session.scalar(select(func.max(KeyChange.seq))) or 0
+            return
+        rows = db.session.execute(
+            select(KeyChange.seq, KeyChange.key_id, KeyChange.user_id)
+            .where(KeyChange.seq > self._seq).order_by(KeyChange.seq).limit(MAX_CHANGES_APPLIED + 1)).all()
+        if not rows:
+            return
+        if rows[0].seq != self._seq + 1 or len(rows) > MAX_CHANGES_APPLIED:  # behind the log: start over
+            self._entries.clear()
+            self._seq = db.session.scalar(select(func.max(KeyChange.seq))) or 0
+            return
+        keys = {row.key_id for row in rows if row.key_id is not None}
+        users = {row.user_id for row in rows if row.user_id is not None}
+        for digest, record in list(self._entries.items()):
+            if record.id in keys or record.user_id in users:
+                del self._entries[digest]
+        self._seq = rows[-1].seq
+
+    def forget_unknown(self):
+        self._unknown.clear()
 
 
 def _load(digest: str):
@@ -121,6 +154,9 @@ def key_cache() -> KeyCache:
     return current_app.extensions.setdefault("latchkey_key_cache", KeyCache())
 
 
-def forget_cached_keys():
-    """Drop this worker's cached key records (after a change made here)."""
-    key_cache().clear()
+def refresh_key_cache():
+    """After a change committed here: apply it to this worker's cache at once (not within the
+    cache time), and forget unknown digests, which a new key may now have."""
+    cache = key_cache()
+    cache.catch_up()
+    cache.forget_unknown()

@@ -5,6 +5,7 @@ from sqlalchemy import inspect
 
 from app.extensions import db
 from app.models import AuditEvent
+from app.services.changes import announce
 
 # Secret-bearing columns are named by what they are, never shown by value (no value is ever stored).
 FIELD_NAMES = {"password_hash": "password", "digest": "secret", "previous_digest": "secret",
@@ -14,6 +15,10 @@ NOT_CHANGES = {"updated_at", "version", "start", "last4", "previous_valid_until"
 
 # Pass as `actor` to record an event with no actor, whatever credential the request carried.
 ANONYMOUS = object()
+# Audited changes that can make a worker's cached key record stale: announced to every worker.
+# (A new key is not cached anywhere yet; a reset changes counters, not the record.)
+STALE_KEY = {"key.update", "key.revoke", "key.suspend", "key.reactivate", "key.rotate", "key.delete"}
+STALE_ACCOUNT = {"user.update", "user.delete", "user.promote"}
 
 
 def audit(action, target_type=None, target_id=None, subject_user_id=None, changes=(), actor=None):
@@ -33,6 +38,10 @@ def audit(action, target_type=None, target_id=None, subject_user_id=None, change
         event.ip = request.remote_addr
         event.user_agent = (request.user_agent.string or "")[:255] or None
     db.session.add(event)
+    if action in STALE_KEY:
+        announce(key_id=int(target_id))
+    elif action in STALE_ACCOUNT:
+        announce(user_id=int(target_id))
     return event
 
 

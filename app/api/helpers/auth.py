@@ -137,11 +137,11 @@ def _resolve():
 def current_actor():
     """Return the request's Actor, or None when no credential was sent; raise on a bad one."""
     if "actor_resolved" not in g:
-        g.actor_resolved = True
         try:
             g.actor, g.auth_error = _resolve(), None
         except ApiError as error:
             g.actor, g.auth_error = None, error
+        g.actor_resolved = True  # only now: an unexpected error (a database down) is raised again, not hidden
     if g.auth_error is not None:
         raise g.auth_error
     return g.actor

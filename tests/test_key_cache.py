@@ -1,0 +1,133 @@
+"""The per-worker key cache: what invalidates it (key and account changes, in commit order) and
+what does not (anyone's login attempts), and the brief memory of unknown keys (issue 10, items 1, 7).
+
+In-process here; tests/test_processes.py has the four-worker, out-of-order-commit version."""
+import pytest
+
+from app.extensions import db
+from app.models import ApiKey
+from app.services import changes
+from app.services.key_cache import key_cache
+from app.services.key_format import generate_key, hash_secret
+from tests.conftest import assert_error, resource
+from tests.test_api_keys import call, key_header, register_secret
+
+
+@pytest.fixture
+def config_overrides():
+    return {"KEY_CACHE_SECONDS": 0}  # catch up with the change log before every lookup
+
+
+def cached_ids(app):
+    with app.app_context():
+        return {record.id for record in key_cache()._entries.values()}
+
+
+def lookups(app, monkeypatch):
+    """Count the database lookups of keys made from here on."""
+    from app.services import key_cache as module
+
+    calls = []
+    real = module._load
+    monkeypatch.setattr(module, "_load", lambda digest: calls.append(digest) or real(digest))
+    return calls
+
+
+def test_item_1_a_failed_login_does_not_empty_the_cache(app, client, make, monkeypatch):
+    owner = make.user()
+    key = make.key(owner)
+    assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
+    loads = lookups(app, monkeypatch)
+    for _ in range(3):  # anyone on the internet, failing to log in
+        client.post("/v1/auth/login", json={"email": owner.email, "password": "not the password"})
+        assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
+    assert loads == []
+
+
+def test_item_1_a_change_drops_only_the_records_it_names(app, client, make, monkeypatch):
+    owner, other = make.user(), make.user()
+    kept, changed = make.key(owner), make.key(owner)
+    bystander = make.key(other)
+    for key in (kept, changed, bystander):
+        assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
+    response = call(client, "PATCH", f"/v1/api-keys/{changed.id}", make.headers(owner),
+                    resource("api-key", {"scopes": []}, id_=changed.id))
+    assert response.status_code == 200
+    assert cached_ids(app) == {kept.id, bystander.id}
+    assert_error(client.get("/v1/api-keys", headers=key_header(changed.secret)), 403, code="INSUFFICIENT_SCOPES")
+
+
+def test_item_1_an_account_change_drops_every_key_of_the_account(app, client, make):
+    owner, admin = make.user(admin=True), make.user(admin=True)
+    first, second = make.key(owner, scopes=["keys:read", "admin:access"]), make.key(owner)
+    for key in (first, second):
+        assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
+    demoted = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(admin),
+                   resource("user", {"is-admin": False}, id_=owner.id))
+    assert demoted.status_code == 200
+    assert cached_ids(app) == set()
+
+
+def test_item_1_a_change_made_elsewhere_reaches_this_worker(app, client, make):
+    """A change committed by another process (here: straight through the models) is applied."""
+    owner = make.user()
+    key = make.key(owner)
+    assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
+    with app.app_context():
+        db.session.get(ApiKey, key.id).status = "suspended"
+        changes.announce(key_id=key.id)
+        db.session.commit()
+    assert_error(client.get("/v1/api-keys", headers=key_header(key.secret)), 401, code="SUSPENDED")
+
+
+def test_item_1_change_numbers_follow_commits_and_the_log_is_bounded(app, make, monkeypatch):
+    monkeypatch.setattr(changes, "KEEP", 3)
+    owner = make.user()
+    with app.app_context():
+        for _ in range(5):
+            changes.announce(user_id=owner.id)
+            changes.announce(user_id=owner.id)
+            db.session.commit()
+        seqs = [row.seq for row in db.session.query(changes.KeyChange).order_by(changes.KeyChange.seq)]
+    assert seqs == [8, 9, 10]
+
+
+def test_item_1_a_rolled_back_change_is_not_announced(app, make):
+    owner = make.user()
+    with app.app_context():
+        changes.announce(user_id=owner.id)
+        db.session.rollback()
+        db.session.commit()
+        assert db.session.query(changes.KeyChange).count() == 0
+
+
+@pytest.mark.parametrize("config_overrides", [{"KEY_CACHE_SECONDS": 60}])
+def test_item_7_an_unknown_key_costs_one_lookup_and_a_new_key_works_at_once(app, client, make, monkeypatch,
+                                                                           secrets_seen):
+    owner = make.user()
+    stranger = secrets_seen.add(generate_key("lk").secret)
+    loads = lookups(app, monkeypatch)
+    for _ in range(5):
+        assert_error(client.get("/v1/api-keys", headers=key_header(stranger)), 401, code="NOT_FOUND")
+    assert loads == [hash_secret(stranger)]
+    created = call(client, "POST", "/v1/api-keys", make.headers(owner),
+                   resource("api-key", {"name": "new", "scopes": ["keys:read"]}))
+    secret = register_secret(created, secrets_seen)
+    assert client.get("/v1/api-keys", headers=key_header(secret)).status_code == 200
+
+
+@pytest.mark.parametrize("config_overrides", [{"KEY_CACHE_SECONDS": 60}])
+def test_item_7_a_key_made_elsewhere_is_found_once_the_unknown_digest_is_forgotten(app, client, make, monkeypatch):
+    """A key made by another worker: its digest, remembered as unknown here, is forgotten after
+    KEY_CACHE_SECONDS (the clock is moved instead of waiting)."""
+    import app.services.key_cache as module
+
+    owner = make.user()
+    key = make.key(owner)
+    probe = key.secret
+    with app.app_context():  # as if this worker had seen the secret before the key existed
+        key_cache()._unknown[hash_secret(probe)] = module.time.monotonic()
+    assert_error(client.get("/v1/api-keys", headers=key_header(probe)), 401, code="NOT_FOUND")
+    later = module.time.monotonic() + 61
+    monkeypatch.setattr(module.time, "monotonic", lambda: later)
+    assert client.get("/v1/api-keys", headers=key_header(probe)).status_code == 200
