@@ -4,12 +4,14 @@ Limits, quotas and budgets admit exactly what they allow, usage adds up, revocat
 Skipped unless RATELIMIT_STORAGE_URI (or REDIS_URL) is a redis:// URL, as in `.ci/run`'s second
 pass: with memory:// each worker counts alone, which is exactly what these tests would catch.
 """
+import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from sqlalchemy import text
 from flask_jwt_extended import create_access_token
 
 from app import create_app
@@ -222,6 +224,41 @@ def test_a_demoted_admins_verification_key_stops_on_every_worker_within_one_seco
     time.sleep(1.05)
     answers = post_many(url, [{"key": checked}] * 16, verifier)
     assert Counter(a["errors"][0]["code"] for a in answers if "errors" in a) == {"INSUFFICIENT_SCOPES": 16}
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL")
+def test_item_1_a_delete_committed_out_of_order_reaches_every_worker(service):
+    """Issue 10, item 1: the delete's transaction waits on a row lock while an unrelated audited
+    change commits after it began; once the delete commits, every worker refuses the key within
+    KEY_CACHE_SECONDS, whatever order the transactions committed in."""
+    base, seeder = service
+    owner_id, owner_token = seeder.user("out-of-order@example.com")
+    owner = {"Authorization": f"Bearer {owner_token}"}
+    secret, other = seeder.key(owner_id), seeder.key(owner_id)
+    key_id, other_id = seeder.key_id(secret), seeder.key_id(other)
+    url = f"{base}/v1/api-keys"  # an endpoint whose IP bucket no other test here fills
+    assert fire(url, 8, {"X-API-Key": secret}) == {(200, None): 8}
+    with seeder.app.app_context():
+        holder = db.engine.connect()
+        locked = holder.begin()
+        holder.execute(text("SELECT id FROM api_keys WHERE id = :id FOR UPDATE"), {"id": key_id})
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                deleting = pool.submit(requests.delete, f"{base}/v1/api-keys/{key_id}", headers=owner, timeout=30)
+                time.sleep(0.5)
+                assert not deleting.done()  # waiting on the lock, its transaction open
+                renamed = requests.patch(f"{base}/v1/api-keys/{other_id}", headers={
+                    **owner, "Content-Type": "application/vnd.api+json"}, timeout=10, json={
+                    "data": {"type": "api-key", "id": str(other_id), "attributes": {"name": "renamed"}}})
+                assert renamed.status_code == 200
+                time.sleep(1.05)  # every worker has caught up with the rename; the key is cached again
+                assert fire(url, 8, {"X-API-Key": secret}) == {(200, None): 8}
+                locked.commit()
+                assert deleting.result().status_code == 200
+        finally:
+            holder.close()
+    time.sleep(1.05)
+    assert fire(url, 12, {"X-API-Key": secret}) == {(401, "NOT_FOUND"): 12}
 
 
 @pytest.mark.parametrize("policy", ["open", "closed"])
