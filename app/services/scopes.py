@@ -4,7 +4,7 @@
 """
 import re
 
-SEGMENT_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_.-]{0,63})$")
+SEGMENT_RE = re.compile(r"\*|[a-z0-9][a-z0-9_.-]{0,63}")  # used with fullmatch: "$" would take "x\n"
 MAX_SCOPES = 50
 
 CATALOG = {
@@ -26,7 +26,7 @@ def is_valid_scope(scope) -> bool:
     if not isinstance(scope, str) or len(scope) > 200:
         return False
     segments = scope.split(":")
-    return len(segments) >= 2 and all(SEGMENT_RE.match(segment) for segment in segments)
+    return len(segments) >= 2 and all(SEGMENT_RE.fullmatch(segment) for segment in segments)
 
 
 def covers(granted: str, wanted: str) -> bool:

@@ -14,7 +14,7 @@ from app.models import ApiKey
 from app.services import scopes as scope_rules
 from app.services.allowances import PERIODS, allowance_state
 
-TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,31}$")
+TAG_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,31}")  # used with fullmatch
 MAX_TAGS = 20
 MAX_ALLOWED_IPS = 50
 MAX_METADATA_BYTES = 4096
@@ -112,7 +112,7 @@ class ApiKeySchema(Schema):
     def _tags(self, value, **kwargs):
         if len(value) > MAX_TAGS:
             raise ValidationError(f"At most {MAX_TAGS} tags.")
-        bad = [tag for tag in value if not TAG_RE.match(tag)]
+        bad = [tag for tag in value if not TAG_RE.fullmatch(tag)]
         if bad:
             raise ValidationError(f"Invalid tag {bad[0]!r}: 1-32 of a-z 0-9 _ . : -")
 
