@@ -76,6 +76,8 @@ class Config:
     API_KEY_MAX_GRACE_SECONDS = _env_int("API_KEY_MAX_GRACE_SECONDS", 7 * 86400)
     # How often buffered last-used times and usage counters are written to the database.
     USAGE_FLUSH_SECONDS = float(os.environ.get("USAGE_FLUSH_SECONDS", 2))
+    # Usage counter rows a worker keeps through failed flushes; beyond it the oldest hours are dropped (logged).
+    USAGE_MAX_PENDING_ROWS = _env_int("USAGE_MAX_PENDING_ROWS", 100_000)
     # How long a worker may serve a cached key record before re-checking its version.
     KEY_CACHE_SECONDS = float(os.environ.get("KEY_CACHE_SECONDS", 1))
 

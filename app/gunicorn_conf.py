@@ -13,6 +13,13 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
 # gunicorn's control socket has one fixed path per user: two services on one host would share it.
 control_socket_disable = True
+# What gunicorn reads before the application sees a request; beyond these it answers 400 itself.
+# The request line holds the query string (a JSON `filter` of up to 64 nodes, percent-encoded, fits);
+# 50 headers and 8 KiB per header leave room for proxies' X-Forwarded-* and any JWT. Bodies are
+# limited by the application: MAX_CONTENT_LENGTH (default 1 MiB), refused with 413 before reading.
+limit_request_line = 8190  # gunicorn's maximum; its default is 4094
+limit_request_fields = 50  # default 100
+limit_request_field_size = 8190  # gunicorn's default, stated
 
 
 def when_ready(server):

@@ -136,3 +136,193 @@ def service_env(database_url, storage_uri, **extra):
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+class GunicornMaster:
+    """A running gunicorn master (see `gunicorn_master`): its URL, pid and workers, and reloads."""
+
+    def __init__(self, base, process):
+        self.base = base
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def worker_pids(self) -> set:
+        """The pids of the master's children (its workers) at this moment."""
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            return set()
+        return {int(pid) for pid in children}
+
+    def reload(self, workers, timeout=30.0):
+        """Send SIGHUP (a graceful reload) and wait until `workers` new workers serve and every old
+        one has exited (so it ran its exit path); return the new workers' pids."""
+        old = self.worker_pids()
+        os.kill(self.pid, signal.SIGHUP)
+
+        def done():
+            now = self.worker_pids()
+            return len(now) == workers and not now & old
+
+        wait_until(done, timeout, "a graceful reload")
+        wait_until(lambda: requests.get(f"{self.base}/healthz", timeout=1).status_code == 200, timeout, "gunicorn")
+        return self.worker_pids()
+
+
+@contextmanager
+def gunicorn_master(env, workers=4, app_spec="app:create_app()", ready_path="/healthz"):
+    """As `gunicorn`, but yield a GunicornMaster (base URL, pid, workers, `reload()`). On exit the
+    master and its workers get SIGTERM (a graceful stop) and are waited for."""
+    port = free_port()
+    env = dict(env, PORT=str(port), WEB_CONCURRENCY=str(workers))
+    log = open(env.get("GUNICORN_LOG", os.devnull).replace("{port}", str(port)), "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
+         app_spec], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{base}{ready_path}", timeout=1).status_code == 200, 30, "gunicorn")
+        wait_until(lambda: len(GunicornMaster(base, process).worker_pids()) == workers, 30, "the workers")
+        yield GunicornMaster(base, process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+# --- Fault injection: private servers that tests freeze (SIGSTOP) and thaw (SIGCONT) --------------
+
+
+def backends_pass() -> bool:
+    """Whether this run is `.ci/run`'s PostgreSQL + Redis pass, where fault tests must run (a missing
+    binary there is a failure, not a skip)."""
+    return redis_url_or_none() is not None or os.environ.get("DATABASE_URL", "").startswith("postgres")
+
+
+class PausableRedis(PrivateRedis):
+    """A PrivateRedis that can hang: pause() freezes the process (SIGSTOP), so connections stay open
+    and nothing answers, as with a hung host; resume() (SIGCONT) thaws it. stop() resumes first."""
+
+    def pause(self):
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self):
+        self.resume()
+        super().stop()
+
+
+def postgres_binaries():
+    """Return the folder holding PostgreSQL's `initdb` and `postgres`, or None when not installed."""
+    folders = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                     if p.parent.name.isdigit() else 0, reverse=True)
+    which = shutil.which("initdb")
+    if which:
+        folders.append(Path(which).resolve().parent)
+    for folder in folders:
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    return None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of our own: initdb in a fresh temporary folder, a postmaster on a free
+    loopback port (trust authentication, user `postgres`, no fsync). Run as the `postgres` account
+    when the tests run as root (initdb refuses root); the folder is then under /tmp and owned by
+    it, since pytest's tmp_path is private to root. pause() freezes every process of the cluster
+    (SIGSTOP to the postmaster and each of its children: open connections hang too, new ones are
+    accepted by the kernel and never answered), resume() thaws them (SIGCONT); stop() resumes,
+    shuts the cluster down and removes the folder."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.binaries = postgres_binaries()
+        self.dir = None
+        self.process = None
+
+    @property
+    def url(self):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self):
+        import pwd
+        import tempfile
+
+        if self.binaries is None:
+            raise RuntimeError("the PostgreSQL server (initdb, postgres) is not installed")
+        account = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        run_as = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[]) if account else {}
+        self.dir = Path(tempfile.mkdtemp(prefix="latchkey-pg-"))
+        if account:
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+        data = self.dir / "data"
+        subprocess.run([str(self.binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                        "-E", "UTF8", "--locale=C", "--no-sync"],
+                       cwd=self.dir, check=True, capture_output=True, timeout=120, **run_as)
+        with open(self.dir / "server.log", "w") as log:
+            self.process = subprocess.Popen(
+                [str(self.binaries / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.dir),
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
+                 "-c", "synchronous_commit=off"],
+                cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **run_as)
+
+        def answers():
+            import psycopg
+
+            psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                            connect_timeout=2).close()
+            return True
+
+        wait_until(answers, 30, "the private PostgreSQL")
+
+    def _children(self):
+        """The postmaster's children (backends, checkpointer...: each in a session of its own)."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                children.append(int(stat.parent.name))
+        return children
+
+    def pause(self):
+        os.kill(self.process.pid, signal.SIGSTOP)  # first: it forks no new backend meanwhile
+        for pid in self._children():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        if self.process is not None:
+            for pid in self._children():
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self):
+        try:
+            if self.process is not None:
+                self.resume()
+                self.process.send_signal(signal.SIGINT)  # fast shutdown: ends open sessions
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait()
+                self.process = None
+        finally:
+            if self.dir is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None

@@ -20,6 +20,10 @@ from app.services import usage
 
 MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=731)}
 FAILURES_EXCLUDED = ("VALID",)
+# Times outside these cannot hold usage, and near datetime's own limits the window arithmetic (a
+# default span back from `to`, conversion to UTC) overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 def _time_param(name, default):
@@ -28,9 +32,14 @@ def _time_param(name, default):
         return default
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        in_utc = parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise ApiError(400, "Invalid parameter", f"{name} is an ISO 8601 time.", parameter=name) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if not EARLIEST <= in_utc <= LATEST:
+        raise ApiError(400, "Invalid parameter", f"{name} is a time from {EARLIEST.date()} to {LATEST.date()}.",
+                       parameter=name)
+    return parsed
 
 
 def _window(default_span):

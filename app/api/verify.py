@@ -22,7 +22,7 @@ from app.api import bp
 from app.api.helpers.auth import Actor, credential_from, require
 from app.api.helpers.errors import JSONAPI, ApiError, handle_error
 from app.api.helpers.ratelimit import client_ip
-from app.api.helpers.requests import JSON_TYPES, attributes_of, json_body
+from app.api.helpers.requests import JSON_TYPES, attributes_of, json_body, strict_loads
 from app.extensions import limiter
 from app.models.types import utcnow
 from app.services import scopes as scope_rules
@@ -176,7 +176,7 @@ class VerifyFastPath:
             kind, credential = credential_from(environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION", ""))
             if kind != "key":
                 return None
-            request = read_request(attributes_of(json.loads(body)))
+            request = read_request(attributes_of(strict_loads(body)))
         except (ApiError, ValueError, RecursionError):
             return None
         outcome, caller = check_key(credential, environ.get("REMOTE_ADDR"))

@@ -4,7 +4,8 @@ Counters live in the rate limiter's storage: on Redis (redis_counters) one Lua s
 key's rate limits (in flask-limiter's own fixed-window buckets), then checks every allowance and
 adds to all of them or to none, and workers lease shares of counters far from their limits;
 concurrent workers can never admit more than a limit in total. On memory:// they hold for one
-process, like the limits themselves.
+process, like the limits themselves. Every Redis call here goes through the storage's circuit
+breaker (app/services/breaker.py): while Redis hangs or is down they fail at once with a RedisError.
 """
 import functools
 import logging
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from flask import current_app
+from redis.exceptions import RedisError
 
 from app.extensions import limiter
+from app.services import breaker
 from app.services.redis_counters import RedisCounters
 
 PERIODS = ("day", "month", "total")
@@ -24,10 +27,18 @@ log = logging.getLogger(__name__)
 
 def tolerate_storage_error(what: str):
     """Call in an `except RedisError` block: RATELIMIT_ON_STORAGE_ERROR=open logs a warning and lets
-    the request through; `closed` re-raises, and the error handler answers 503 LIMITS_UNAVAILABLE."""
+    the request through; `closed` re-raises, and the error handler answers 503 LIMITS_UNAVAILABLE.
+
+    While Redis is down or hung every call fails (at once with BreakerOpen while the storage's
+    breaker is open, app/services/breaker.py): the warning is logged once per REDIS_RETRY_SECONDS
+    and per process, not once per request."""
     if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] != "open":
         raise
-    log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
+    guard = breaker.breaker_of(limiter.storage)
+    if guard is None or guard.report_once():
+        log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
+    else:
+        log.debug("%s skipped: rate limit storage unreachable (fail open)", what)
 
 
 def period_window(period: str, now: datetime):
@@ -158,7 +169,7 @@ def allowance_state(key, kind: str):
     now = datetime.now(timezone.utc)
     try:
         spent = used(Allowance(kind, key.id, limit, period), now)
-    except Exception:  # storage unreachable: say so rather than fail the whole document
+    except RedisError:  # storage unreachable (or its breaker open): say so rather than fail the document
         spent = None
     reset_at = period_window(period, now)[1]
     return {

@@ -14,6 +14,11 @@ units count as spent for everyone else, and the worker admits from it locally un
   worker that dies takes its lease with it (those units stay counted: the safe side).
 - Remaining amounts count other workers' leases as spent.
 - An admin's reset starts a counter over at what leases may still admit (see _RESET).
+
+The scripts run on the limiter storage's own Redis client, so they share its timeouts
+(REDIS_SOCKET_TIMEOUT, REDIS_CONNECT_TIMEOUT) and its circuit breaker (app/services/breaker.py):
+while Redis is down or hung, a round trip fails at once with a RedisError, while admissions from a
+lease held locally go on (those units were counted in Redis when they were leased).
 """
 import atexit
 import logging

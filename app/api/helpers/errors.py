@@ -2,12 +2,13 @@
 import logging
 
 import marshmallow
-from flask import current_app, json, make_response
+from flask import current_app, has_request_context, json, make_response, request
 from flask_rest_jsonapi_next import JsonApiException
 from flask_rest_jsonapi_next.error_responses.exception_converters import convert
 from marshmallow_jsonapi.exceptions import IncorrectTypeError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError, NoResultFound, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, NoResultFound, OperationalError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
@@ -63,13 +64,28 @@ def handle_error(exc):
     if isinstance(exc, NoResultFound):
         return error_document([_error(404, "Not found", "Resource not found.",
                                       source={"parameter": "id"})], 404)
-    if isinstance(exc, StatementError) and isinstance(exc.orig, (ValueError, TypeError)):
-        _rollback()  # a query parameter the column type could not take, e.g. a filter on a date
-        return error_document([_error(400, "Bad request", "A value in the query does not fit its attribute.")], 400)
+    if isinstance(exc, DataError) or (isinstance(exc, StatementError)
+                                      and isinstance(exc.orig, (ValueError, TypeError, OverflowError))):
+        _rollback()  # a value the column could not take (out of range, a NUL byte), e.g. in a filter
+        log.warning("a value did not fit its column: %s", type(getattr(exc, "orig", exc)).__name__)
+        return error_document([_error(400, "Bad request", "A value in the request does not fit its attribute.",
+                                      **_source_of_values())], 400)
+    if isinstance(exc, (RecursionError, UnicodeError, OverflowError)):
+        # Input the checks in helpers/requests.py should have refused (too deep, a lone surrogate,
+        # a number out of range): still the client's, never a 500.
+        _rollback()
+        log.warning("input reached %s at %s", type(exc).__name__, request.endpoint if has_request_context() else "-")
+        return error_document([_error(400, "Bad request", "A value in the request cannot be processed.",
+                                      **_source_of_values())], 400)
     if isinstance(exc, (StaleDataError, IntegrityError)):
         _rollback()
         return error_document([_error(409, "Conflict", "The resource was changed concurrently "
                                       "or conflicts with another one; retry.")], 409)
+    if isinstance(exc, (OperationalError, PoolTimeoutError)):  # database down, hung, or a statement timed out
+        _rollback()
+        log.warning("database unavailable: %s", type(getattr(exc, "orig", None) or exc).__name__)
+        return error_document([_error(503, "Service unavailable", "The database is unavailable; retry later.",
+                                      code="DATABASE_UNAVAILABLE")], 503, {"Retry-After": "5"})
     if isinstance(exc, RedisError):  # limiter storage down with RATELIMIT_ON_STORAGE_ERROR=closed
         log.warning("rate limit storage unreachable: %s", type(exc).__name__)
         return error_document([_error(503, "Service unavailable", "The rate limit storage is unreachable; "
@@ -87,6 +103,17 @@ def handle_error(exc):
     log.error("Unhandled %s", type(exc).__name__, exc_info=exc)
     return error_document([_error(500, "Internal server error",
                                   "The server could not complete the request.")], 500)
+
+
+def _source_of_values():
+    """Name where a value that did not fit probably came from: the body, else the filter."""
+    if not has_request_context():
+        return {}
+    if request.method in ("POST", "PATCH") and request.content_length:
+        return {"source": {"pointer": "/data" if request.blueprint == "v1" and "data" in (
+            request.get_json(silent=True) or {}) else "/"}}
+    names = [name for name in request.args if name == "filter" or name.startswith("filter[")]
+    return {"source": {"parameter": names[0]}} if names else {}
 
 
 def _rollback():

@@ -13,6 +13,8 @@ Limits that apply:
 Every request made with a key is counted in its usage, by outcome.
 """
 
+import logging
+
 from flask import g, request
 from flask_limiter import ApplicationLimit, Limiter
 from redis.exceptions import RedisError
@@ -21,7 +23,9 @@ from app.api.helpers.auth import current_actor
 from app.api.helpers.errors import ApiError
 from app.extensions import KEY_RATE_SCOPE
 from app.models.types import utcnow
-from app.services import allowances, usage
+from app.services import allowances, breaker, usage
+
+log = logging.getLogger(__name__)
 
 
 def client_ip() -> str:
@@ -87,19 +91,62 @@ def finish_key_request(response):
     return response
 
 
+class _Limiter(Limiter):
+    """flask-limiter with the storage error policy applied to storage errors only.
+
+    flask-limiter's `swallow_errors` would swallow *every* exception raised while checking limits (a
+    bug in a key function too) and serve the request without limits. Here nothing is swallowed but
+    Redis errors (BreakerOpen included), and those by RATELIMIT_ON_STORAGE_ERROR, as everywhere
+    else: `open` serves the request (with a warning), `closed` answers 503 LIMITS_UNAVAILABLE.
+    """
+
+    def _check_request_limit(self, callable_name=None, in_middleware=True):
+        # Called by the before_request hook and by `with limiter.limit(...)` blocks alike.
+        try:
+            super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+        except RedisError:
+            allowances.tolerate_storage_error("rate limits")
+
+    @property
+    def current_limit(self):
+        """The limit shown in the X-RateLimit-* headers, its window read now; None (no headers) when
+        the storage fails meanwhile: the request was admitted and has been served, so its answer
+        stands whatever the policy (a retried POST would do its work twice)."""
+        limit = super().current_limit
+        if limit is None:
+            return None
+        try:
+            limit.window  # read once, kept on the RequestLimit for the header values
+        except RedisError:
+            log.warning("rate limit headers left out: rate limit storage unreachable")
+            return None
+        return limit
+
+
+def _storage_options(config) -> dict:
+    """Timeouts of the Redis clients: a hung Redis costs at most these per call (then the breaker)."""
+    if not config["RATELIMIT_STORAGE_URI"].startswith(("redis", "valkey")):
+        return {}
+    return {"socket_timeout": config["REDIS_SOCKET_TIMEOUT"], "socket_connect_timeout": config["REDIS_CONNECT_TIMEOUT"]}
+
+
 def init_app(app, exempt_blueprints=()):
     """Bind a Limiter configured from this app's config, then the quota check after it."""
     config = app.config
-    limiter = Limiter(
+    limiter = _Limiter(
         rate_limit_identity,
         default_limits=[config["RATE_LIMIT_DEFAULTS"]],
         application_limits=[ApplicationLimit(key_rate_limit, scope=KEY_RATE_SCOPE)],
         headers_enabled=True,
         storage_uri=config["RATELIMIT_STORAGE_URI"],
-        swallow_errors=config["RATELIMIT_ON_STORAGE_ERROR"] == "open",
+        storage_options=_storage_options(config),
+        swallow_errors=False,  # storage errors only: see _Limiter
         key_prefix=config.get("RATELIMIT_KEY_PREFIX", ""),
     )
     limiter.init_app(app)
+    # Every Redis call made with this storage (flask-limiter's, our counters', the readiness ping)
+    # fails at once for REDIS_RETRY_SECONDS after one spent a timeout failing to reach Redis.
+    breaker.protect(limiter.storage, config["REDIS_RETRY_SECONDS"])
     for blueprint in exempt_blueprints:
         limiter.exempt(blueprint)
     # Verification is the services' hot path: the limits of the key being checked apply (counted by

@@ -1,12 +1,174 @@
-"""Reading requests: bodies of non-resource endpoints, resource documents, query names."""
+"""Reading requests: the body limit, JSON bodies, bodies of non-resource endpoints, resource
+documents, query names, and the checks every /v1 query string and path goes through first.
+
+Bad input is answered here, as a JSON:API error naming the parameter or the pointer, before it can
+reach the library or the database (where it would be a 500: a RecursionError, an integer out of
+the column's range, a NUL byte or a lone surrogate the driver cannot send).
+"""
+import io
 import json
+import math
+import re
 
-from flask import request
+import flask
+from flask import current_app, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.api.helpers.errors import ApiError
+from app.api.helpers import filters
+from app.api.helpers.errors import ApiError, handle_error
 
 JSON_TYPES = ("application/json", "application/vnd.api+json")
+MAX_JSON_DEPTH = 32  # a JSON:API document needs 4 (data, attributes, an attribute, its members)
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (32 bits on PostgreSQL): no row has a larger one
+MAX_PAGE_NUMBER = 1_000_000
+MAX_SORT_FIELDS = 8
+MAX_INCLUDES = 8
+# Parameters the library reads once (the first value): a second value is refused, not ignored.
+SINGLE_VALUED = re.compile(r"^(sort|include|filter|page\[[^\]]*\]|fields\[[^\]]*\]|filter\[[^\]]*\])$")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+# --- the body limit ---------------------------------------------------------------------------------
+
+class BodyLimit:
+    """WSGI middleware in front of everything (the verification fast path too): a request whose
+    Content-Length exceeds MAX_CONTENT_LENGTH is answered 413 before a byte of its body is read, on
+    every route. A chunked body (no Content-Length) is read up to the limit: over it, 413; within
+    it, it is handed on as an ordinary body with its length, so nothing behind reads more of it."""
+
+    READ_SIZE = 64 * 1024
+
+    def __init__(self, flask_app, wsgi_app):
+        self.flask_app = flask_app
+        self.app = wsgi_app  # the next layer, named as werkzeug's middleware (ProxyFix) name it
+
+    def __call__(self, environ, start_response):
+        limit = self.flask_app.config.get("MAX_CONTENT_LENGTH")
+        if limit is None:
+            return self.app(environ, start_response)
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # Only a server that ends the stream itself (gunicorn, werkzeug's for chunked bodies)
+            # may be read without a length; behind any other, werkzeug sees an empty body.
+            if environ.get("wsgi.input_terminated"):
+                body = _read_at_most(environ["wsgi.input"], limit + 1, self.READ_SIZE)
+                if len(body) > limit:
+                    return self._refuse(environ, start_response, RequestEntityTooLarge(
+                        f"The body is larger than the limit of {limit} bytes."))
+                environ["wsgi.input"] = io.BytesIO(body)
+                environ["CONTENT_LENGTH"] = str(len(body))
+                del environ["HTTP_TRANSFER_ENCODING"]
+        elif environ.get("CONTENT_LENGTH"):
+            length = environ["CONTENT_LENGTH"]
+            if not _DIGITS.fullmatch(length):
+                return self._refuse(environ, start_response, ApiError(
+                    400, "Bad request", "Content-Length must be a whole number of bytes."))
+            if len(length) > 18 or int(length) > limit:
+                return self._refuse(environ, start_response, RequestEntityTooLarge(
+                    f"The body is larger than the limit of {limit} bytes."))
+        return self.app(environ, start_response)
+
+    def _refuse(self, environ, start_response, exc):
+        with self.flask_app.app_context():
+            return handle_error(exc)(environ, start_response)
+
+
+def _read_at_most(stream, size, read_size):
+    chunks, total = [], 0
+    while total < size:
+        chunk = stream.read(min(read_size, size - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+# --- JSON bodies -----------------------------------------------------------------------------------
+
+class JsonTooDeep(ValueError):
+    pass
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text):
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: a float Python holds as inf, which no JSON can carry back
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def json_depth(value) -> int:
+    """Return how deeply arrays and objects nest in `value` (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def strict_loads(data, **kwargs):
+    """Parse a request body: JSON only (no NaN, Infinity, or numbers beyond a float), at most
+    MAX_JSON_DEPTH levels deep. A body that breaks a rule is a ValueError, like any malformed body
+    (never a RecursionError), so `get_json(silent=True)` answers None for it, everywhere (rate limit
+    key functions included)."""
+    kwargs.setdefault("parse_constant", _no_constant)
+    kwargs.setdefault("parse_float", _finite)
+    try:
+        value = json.loads(data, **kwargs)
+    except RecursionError:
+        raise JsonTooDeep(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise JsonTooDeep(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
+    return value
+
+
+class JsonProvider(DefaultJSONProvider):
+    """Flask's JSON, parsing strictly (Flask parses request bodies with `app.json`)."""
+
+    def loads(self, s, **kwargs):
+        return strict_loads(s, **kwargs)
+
+
+class Request(flask.Request):
+    def on_json_loading_failed(self, e):
+        if e is None:  # not a JSON media type
+            return super().on_json_loading_failed(e)
+        raise ApiError(400, "Bad request", f"The body is not valid JSON: {e}", pointer="/")
+
+
+def check_json_body():
+    """Refuse a JSON body nested too deeply with its reason (the views would see one that does not
+    parse, and answer for it as for malformed JSON)."""
+    if not request.is_json or request.get_json(silent=True) is not None:
+        return
+    data = request.get_data(cache=True)
+    if not data:
+        return
+    try:
+        strict_loads(data)
+    except JsonTooDeep as error:
+        raise ApiError(400, "Bad request", str(error), pointer="/") from None
+    except ValueError:
+        pass  # malformed: each view answers it as before
+
+
+def init_app(app):
+    """Parse bodies strictly and limit their size (outside the verification fast path)."""
+    app.json = JsonProvider(app)
+    app.request_class = Request
+    app.wsgi_app = BodyLimit(app, app.wsgi_app)
 
 
 def json_body() -> dict:
@@ -90,7 +252,114 @@ def check_resource_document(body, type_):
             raise ApiError(400, "Bad request", f"data.{member} must be an object.", pointer=f"/data/{member}")
     for name, relationship in data.get("relationships", {}).items():
         linkage = relationship.get("data") if isinstance(relationship, dict) else None
-        if not isinstance(linkage, dict) or not str(linkage.get("id", "")).isdigit():
+        if not isinstance(linkage, dict) or not _DIGITS.fullmatch(str(linkage.get("id", ""))):
             raise ApiError(422, "Validation error", "A relationship is {'data': {'type': ..., 'id': '<number>'}}.",
                            pointer=f"/data/relationships/{name}")
+        if int(linkage["id"]) > MAX_ID:  # no such row: found missing, as any missing one
+            raise ApiError(404, "Not found", f"No {linkage.get('type', 'resource')} has this id.",
+                           pointer=f"/data/relationships/{name}")
+    bad = _bad_text(data.get("attributes", {}), "/data/attributes")
+    if bad is not None:
+        raise ApiError(422, "Validation error", "Text may not contain NUL characters or unpaired surrogates.",
+                       pointer=bad)
+
+
+def has_bad_text(text: str) -> bool:
+    """True for text no database takes: a NUL character, or a lone surrogate (not encodable)."""
+    return "\x00" in text or _SURROGATE.search(text) is not None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _pointer_token(key):
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _bad_text(value, pointer):
+    """Return the JSON pointer of the first string in `value` with bad text (of the object holding
+    a bad member name), or None."""
+    stack = [(value, pointer)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if has_bad_text(node):
+                return path
+        elif isinstance(node, dict):
+            if any(has_bad_text(str(key)) for key in node):
+                return path
+            stack.extend((child, f"{path}/{_pointer_token(key)}") for key, child in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}/{index}") for index, child in reversed(list(enumerate(node))))
+    return None
+
+
+# --- query strings and paths, before any view ------------------------------------------------------
+
+def check_query():
+    """Refuse what no list can answer: NUL bytes, repeated JSON:API parameters, page numbers and
+    sizes out of bounds, too many sort keys or includes, fieldsets of unknown types, and filters
+    the library or the database would fail on. Runs before `undasherize_query`."""
+    args = request.args
+    for name, value in args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(400, "Invalid parameter", "Query parameters may not contain NUL bytes.", parameter=name)
+    for name in args:
+        if SINGLE_VALUED.match(name) and len(args.getlist(name)) > 1:
+            raise ApiError(400, "Invalid parameter", f"{name} may be given once.", parameter=name)
+    _check_page(args)
+    if "sort" in args:
+        if len(args["sort"].split(",")) > MAX_SORT_FIELDS:
+            raise ApiError(400, "Invalid sort querystring parameter.",
+                           f"Sort on at most {MAX_SORT_FIELDS} attributes.", parameter="sort")
+    if "include" in args:
+        names = args["include"].split(",")
+        depth = current_app.config.get("MAX_INCLUDE_DEPTH") or 1
+        if len(names) > MAX_INCLUDES or any(name.count(".") >= depth for name in names):
+            raise ApiError(400, "Invalid include querystring parameter.",
+                           f"Include at most {MAX_INCLUDES} relationships, {depth} deep.", parameter="include")
+    for name in args:
+        if name.startswith("fields[") or name == "fields":
+            _check_fieldset(name)
+    filters.check_query_filters(args, _resource_of_endpoint())
+
+
+def _check_page(args):
+    bounds = {"size": current_app.config["MAX_PAGE_SIZE"], "number": MAX_PAGE_NUMBER}
+    for key, maximum in bounds.items():
+        name = f"page[{key}]"
+        value = args.get(name)
+        if value is None:
+            continue
+        if not (_DIGITS.fullmatch(value) and 1 <= int(value) <= maximum):
+            raise ApiError(400, "Invalid parameter", f"{name} is a whole number from 1 to {maximum}.",
+                           parameter=name)
+
+
+def _check_fieldset(name):
+    from flask_rest_jsonapi_next.schema import get_schema_from_type
+
+    type_ = name[len("fields["):-1] if name.startswith("fields[") and name.endswith("]") else ""
+    try:
+        get_schema_from_type(type_)
+    except ValueError:
+        raise ApiError(400, "Invalid fields querystring parameter.",
+                       "Sparse fieldsets are fields[<type>] with a resource type such as api-key.",
+                       parameter=name) from None
+
+
+def _resource_of_endpoint():
+    """Return the library resource class serving this request, or None for a plain view."""
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "view_class", None)
+
+
+def check_path_ids():
+    """An id beyond the id columns' range names no row: the same 404 as any missing id (after the
+    same authentication), instead of an integer the database cannot take."""
+    if any(isinstance(value, int) and value > MAX_ID for value in (request.view_args or {}).values()):
+        from app.api.helpers.auth import require
+
+        require()
+        raise ApiError(404, "Not found", "Resource not found.", parameter="id")
 
