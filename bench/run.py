@@ -73,7 +73,7 @@ def seed(env, keys_file, real_keys, **key_attributes):
     from app.services import lifecycle
     from config import TestingConfig
 
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=env["DATABASE_URL"],
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=env["DATABASE_URL"], DATABASE_STATEMENT_TIMEOUT_MS=0,
                      RATELIMIT_STORAGE_URI=env["RATELIMIT_STORAGE_URI"])
     with app.app_context():
         # keys:verify works only while the key's owner is an admin

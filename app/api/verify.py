@@ -19,7 +19,7 @@ from limits import parse_many
 from redis.exceptions import RedisError
 
 from app.api import bp
-from app.api.helpers.auth import Actor, credential_from, require
+from app.api.helpers.auth import credential_from, require
 from app.api.helpers.errors import JSONAPI, ApiError, handle_error
 from app.api.helpers.ratelimit import client_ip
 from app.api.helpers.requests import JSON_TYPES, attributes_of, json_body, strict_loads
@@ -181,7 +181,7 @@ class VerifyFastPath:
             return None
         outcome, caller = check_key(credential, environ.get("REMOTE_ADDR"))
         if (outcome is not Outcome.VALID or caller.quota_limit is not None
-                or not Actor.of_key(caller).allows("keys:verify")):
+                or not scope_rules.key_allows(caller.scopes, caller.owner_is_admin, "keys:verify")):
             return None
         usage.buffer().key_used(caller.id, utcnow())  # as any request authenticated by a key
         return request

@@ -2,6 +2,7 @@
 
 `llm:*` covers `llm:gpt-4o` (a trailing `*` also covers deeper segments, `llm:openai:gpt-4o`).
 """
+import functools
 import re
 
 SEGMENT_RE = re.compile(r"\*|[a-z0-9][a-z0-9_.-]{0,63}")  # used with fullmatch: "$" would take "x\n"
@@ -57,7 +58,11 @@ def is_admin_only(scope: str) -> bool:
 def key_allows(granted_scopes, owner_is_admin: bool, wanted: str) -> bool:
     """Return True if a key with `granted_scopes` may use `wanted` now: admin-only scopes take
     effect only while the key's owner is an admin, whatever the key was granted."""
+    return _key_allows(tuple(granted_scopes), owner_is_admin, wanted)
+
+
+@functools.lru_cache(maxsize=65536)  # the hot path asks the same few questions again and again
+def _key_allows(granted_scopes: tuple, owner_is_admin: bool, wanted: str) -> bool:
     if not owner_is_admin and is_admin_only(wanted):
         return False
     return allows(granted_scopes, wanted)
-

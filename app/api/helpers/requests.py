@@ -123,15 +123,20 @@ def strict_loads(data, **kwargs):
     MAX_JSON_DEPTH levels deep. A body that breaks a rule is a ValueError, like any malformed body
     (never a RecursionError), so `get_json(silent=True)` answers None for it, everywhere (rate limit
     key functions included)."""
-    kwargs.setdefault("parse_constant", _no_constant)
-    kwargs.setdefault("parse_float", _finite)
-    try:
-        value = json.loads(data, **kwargs)
+    if isinstance(data, (bytes, bytearray)):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")
+    try:  # one decoder for every call: building one per call costs more than parsing a small body
+        value = _DECODER.decode(data) if not kwargs else json.loads(
+            data, **{"parse_constant": _no_constant, "parse_float": _finite, **kwargs})
     except RecursionError:
         raise JsonTooDeep(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.") from None
-    if json_depth(value) > MAX_JSON_DEPTH:
+    # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
+    if data.count("{") + data.count("[") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
         raise JsonTooDeep(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 class JsonProvider(DefaultJSONProvider):
