@@ -74,24 +74,8 @@ def run_migrations(env):
 @contextmanager
 def gunicorn(env, workers=4, app_spec="app:create_app()", ready_path="/healthz"):
     """Start `app_spec` under gunicorn with `workers` workers; yield its base URL; stop it."""
-    port = free_port()
-    env = dict(env, PORT=str(port), WEB_CONCURRENCY=str(workers))
-    log = open(env.get("GUNICORN_LOG", os.devnull).replace("{port}", str(port)), "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:app.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-         app_spec], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{base}{ready_path}", timeout=1).status_code == 200, 30, "gunicorn")
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    with gunicorn_master(env, workers, app_spec, ready_path) as master:
+        yield master.base
 
 
 class PrivateRedis:
