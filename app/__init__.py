@@ -1,14 +1,13 @@
 """Latchkey: API key management as a Flask JSON:API service."""
-import json
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from flask import Flask
 from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.services import breaker, dev_secrets
 from config import Config
 
 log = logging.getLogger(__name__)
@@ -56,57 +55,13 @@ def create_app(config_class=Config, **overrides):
 
 def _configure_secrets(app):
     """Require SECRET_KEY and JWT_SECRET_KEY in production; in development generate them once into
-    instance/secrets.json, which every worker then reads.
-
-    Workers boot at the same time: the file is written only under an exclusive lock (flock on
-    secrets.json.lock), to a temporary file that is 0600 from its creation, then renamed into place.
-    A worker reads no file or a whole one, never a half-written one, and all of them agree.
-    """
+    instance/secrets.json, which every worker then reads (app/services/dev_secrets.py)."""
     missing = [name for name in ("SECRET_KEY", "JWT_SECRET_KEY") if not app.config.get(name)]
     if not missing:
         return
     if app.config["ENV_NAME"] == "production":
         raise RuntimeError(f"Refusing to start in production without {', '.join(missing)} set.")
-    path = Path(app.instance_path) / "secrets.json"
-
-    def read():
-        try:
-            stored = json.loads(path.read_text())
-        except FileNotFoundError:
-            return {}
-        except ValueError:
-            stored = None
-        if not isinstance(stored, dict):
-            raise RuntimeError(f"{path} is not a JSON object: delete it to generate new development secrets.")
-        try:
-            if os.stat(path).st_mode & 0o077:  # written by an older version: make it private
-                os.chmod(path, 0o600)
-        except OSError:
-            pass  # not ours to change
-        return stored
-
-    stored = read()
-    if any(name not in stored for name in missing):
-        import fcntl
-
-        lock = os.open(path.with_name("secrets.json.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            stored = read()  # another worker may have written them while this one waited
-            absent = [name for name in missing if name not in stored]
-            if absent:
-                stored.update({name: secrets.token_urlsafe(48) for name in absent})
-                temporary = path.with_name("secrets.json.tmp")
-                temporary.unlink(missing_ok=True)  # left by a crash; only lock holders write it
-                with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
-                    json.dump(stored, file)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, path)
-        finally:
-            os.close(lock)  # and with it the lock
-    for name in missing:
-        app.config[name] = stored[name]
+    app.config.update(dev_secrets.load_or_create(Path(app.instance_path) / "secrets.json", missing))
 
 
 def _configure_database(app):
@@ -128,33 +83,8 @@ def _configure_database(app):
                 pass  # a folder that does not exist, or a file not ours: SQLite reports it on connect
     if uri.startswith(("postgres://", "postgresql://")):  # psycopg 3, not psycopg2
         app.config["SQLALCHEMY_DATABASE_URI"] = uri = "postgresql+psycopg://" + uri.split("://", 1)[1]
-    if uri.startswith("postgresql+psycopg://"):
-        # A hung PostgreSQL costs at most these (see app/services/breaker.py): connecting, waiting
-        # for a pooled connection, the pool's pre-ping (DATABASE_CONNECT_TIMEOUT each), and each
-        # round trip (the server's statement_timeout, and a client-side deadline for when the server
-        # is too hung to enforce it). DATABASE_STATEMENT_TIMEOUT_MS=0: neither of the last two.
-        import math
-
-        from sqlalchemy.engine import make_url
-
-        from app.services.breaker import DEADLINE_ARG, DEADLINE_MARGIN, PING_DEADLINE_ARG
-
-        connect_seconds = float(app.config["DATABASE_CONNECT_TIMEOUT"])
-        statement_ms = int(app.config["DATABASE_STATEMENT_TIMEOUT_MS"])
-        in_url = make_url(uri).query  # connect_args replace the URL's parameters of the same name
-        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})  # the class's dict is shared
-        connect_args = dict(options.get("connect_args") or {})
-        if "connect_timeout" not in in_url:
-            connect_args.setdefault("connect_timeout", max(math.ceil(connect_seconds), 1))  # whole s; libpq: >= 2
-        connect_args[PING_DEADLINE_ARG] = connect_seconds  # a pre-ping is a liveness check, like a connect
-        if statement_ms > 0:
-            given = connect_args.get("options", in_url.get("options", ""))
-            connect_args["options"] = f"{given} -c statement_timeout={statement_ms}".strip()
-            connect_args[DEADLINE_ARG] = statement_ms / 1000 + DEADLINE_MARGIN
-            connect_args[PING_DEADLINE_ARG] = min(connect_seconds, connect_args[DEADLINE_ARG])
-        options["connect_args"] = connect_args
-        options.setdefault("pool_timeout", connect_seconds)
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    if uri.startswith("postgresql+psycopg://"):  # a hung PostgreSQL costs at most its timeouts
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = breaker.postgres_engine_options(app.config, uri)
 
 
 def _configure_rate_limits(app):

@@ -1,1 +1,1 @@
-"""Domain logic that does not depend on HTTP: secrets, scopes, verification, usage."""
+"""Domain logic that does not depend on HTTP: secrets, scopes, verification, usage, backends."""

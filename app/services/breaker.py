@@ -28,6 +28,7 @@ in sqlalchemy.exc.OperationalError and drops the connection from the pool). A re
 hung database thus fails after at most a pre-ping and a connect attempt (2 x 2 s by default).
 """
 import functools
+import math
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ import psycopg
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 log = logging.getLogger(__name__)
 
@@ -221,3 +222,26 @@ def _connect_with_deadline(dialect, connection_record, cargs, cparams):
     connection.ping_deadline = cparams.get(PING_DEADLINE_ARG)
     _ping_within_deadline(dialect)
     return connection
+
+
+def postgres_engine_options(config, uri: str) -> dict:
+    """Return SQLALCHEMY_ENGINE_OPTIONS for PostgreSQL at `uri` with the timeouts that bound a hung
+    server: connecting, waiting for a pooled connection, the pool's pre-ping (DATABASE_CONNECT_TIMEOUT
+    each), and each round trip (the server's statement_timeout, and the client-side deadline above,
+    for when the server is too hung to enforce it). DATABASE_STATEMENT_TIMEOUT_MS=0: neither of those."""
+    connect_seconds = float(config["DATABASE_CONNECT_TIMEOUT"])
+    statement_ms = int(config["DATABASE_STATEMENT_TIMEOUT_MS"])
+    in_url = make_url(uri).query  # connect_args replace the URL's parameters of the same name
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})  # the class's dict is shared
+    connect_args = dict(options.get("connect_args") or {})
+    if "connect_timeout" not in in_url:
+        connect_args.setdefault("connect_timeout", max(math.ceil(connect_seconds), 1))  # whole s; libpq: >= 2
+    connect_args[PING_DEADLINE_ARG] = connect_seconds  # a pre-ping is a liveness check, like a connect
+    if statement_ms > 0:
+        given = connect_args.get("options", in_url.get("options", ""))
+        connect_args["options"] = f"{given} -c statement_timeout={statement_ms}".strip()
+        connect_args[DEADLINE_ARG] = statement_ms / 1000 + DEADLINE_MARGIN
+        connect_args[PING_DEADLINE_ARG] = min(connect_seconds, connect_args[DEADLINE_ARG])
+    options["connect_args"] = connect_args
+    options.setdefault("pool_timeout", connect_seconds)
+    return options
