@@ -22,6 +22,7 @@ def create_app(config_class=Config, **overrides):
     _configure_secrets(app)
     _configure_database(app)
     _configure_rate_limits(app)
+    _check_key_prefix(app)
 
     from app import extensions, models  # noqa: F401  (models register their tables)
     from app.api import api, health, verify
@@ -85,6 +86,15 @@ def _configure_database(app):
         app.config["SQLALCHEMY_DATABASE_URI"] = uri = "postgresql+psycopg://" + uri.split("://", 1)[1]
     if uri.startswith("postgresql+psycopg://"):  # a hung PostgreSQL costs at most its timeouts
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = breaker.postgres_engine_options(app.config, uri)
+
+
+def _check_key_prefix(app):
+    """Refuse to start on an API_KEY_PREFIX that keys could not carry (it is stored in `start`)."""
+    from app.services.key_format import PREFIX_RE
+
+    if not PREFIX_RE.fullmatch(app.config["API_KEY_PREFIX"]):
+        raise RuntimeError(f"API_KEY_PREFIX={app.config['API_KEY_PREFIX']!r} is not a valid key prefix: use 1 to 16 "
+                           "lower-case letters and digits, starting with a letter (e.g. 'lk').")
 
 
 def _configure_rate_limits(app):

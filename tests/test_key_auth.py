@@ -191,3 +191,20 @@ def test_a_reactivated_key_works_at_once(client, make):
     assert_error(client.get(LIST, headers=key_header(key.secret)), 401, code="SUSPENDED")  # now cached
     assert call(client, "POST", f"{LIST}/{key.id}/reactivate", make.headers(owner)).status_code == 200
     assert client.get(LIST, headers=key_header(key.secret)).status_code == 200
+
+
+@pytest.mark.parametrize("prefix", ["", "LK", "lk_", "1k", "lk\n", "a" * 17])
+def test_a_key_prefix_keys_could_not_carry_stops_the_service(prefix):
+    from app import create_app
+    from config import TestingConfig
+
+    with pytest.raises(RuntimeError, match="API_KEY_PREFIX"):
+        create_app(TestingConfig, API_KEY_PREFIX=prefix)
+
+
+@pytest.mark.parametrize("prefix", ["lk", "a", "acme2", "a" * 16])
+def test_a_valid_key_prefix_starts(prefix):
+    from app import create_app
+    from config import TestingConfig
+
+    assert create_app(TestingConfig, API_KEY_PREFIX=prefix).config["API_KEY_PREFIX"] == prefix

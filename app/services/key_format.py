@@ -16,7 +16,7 @@ ALPHABET = string.digits + string.ascii_letters
 RANDOM_LENGTH = 32
 CHECKSUM_LENGTH = 6
 START_LENGTH = 6  # random characters shown after the prefix, for recognising a key
-PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,15}")  # API_KEY_PREFIX, checked at start with fullmatch
 BODY_RE = re.compile(f"[{ALPHABET}]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}")
 
 
