@@ -27,11 +27,11 @@ from sqlalchemy.orm import ColumnProperty
 from sqlalchemy.types import TypeDecorator
 
 from app.api.helpers.errors import ApiError
+from app.api.helpers.values import MAX_ID, has_bad_text, no_json_constant
 
 MAX_FILTER_DEPTH = 12  # JSON levels: {"and": [{"or": [...]}]} is 4 deep
 MAX_FILTER_NODES = 64
 MAX_LIST_VALUES = 100
-MAX_INT = 2**31 - 1  # INTEGER columns
 LIST_OPERATORS = frozenset({"in_", "notin_", "between", "in"})
 TEXT_OPERATORS = frozenset({"like", "ilike", "startswith", "endswith", "contains"})
 NULL_OPERATORS = frozenset({"is_", "isnot"})
@@ -46,15 +46,10 @@ SQL = {
 }
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _INT = re.compile(r"[+-]?[0-9]{1,19}")
-_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 class BadFilter(ValueError):
     pass
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
 
 
 # --- before any view: shape, then types ------------------------------------------------------------
@@ -91,7 +86,7 @@ def check_query_filters(args, resource=None):
 def parse_filter(text):
     """Return the filter nodes of a `filter` parameter; BadFilter unless its shape is one we take."""
     try:
-        tree = json.loads(text, parse_constant=_no_constant)
+        tree = json.loads(text, parse_constant=no_json_constant)
     except RecursionError:
         raise BadFilter(f"The filter is nested more than {MAX_FILTER_DEPTH} levels deep.") from None
     except ValueError:
@@ -146,7 +141,7 @@ def _check_leaf_shape(node):
     for item in values:
         if not (item is None or isinstance(item, (str, int))) or isinstance(item, float):
             raise BadFilter("Filter values are strings, whole numbers, true, false or null.")
-        if isinstance(item, str) and _BAD_TEXT.search(item):
+        if isinstance(item, str) and has_bad_text(item):
             raise BadFilter("Filter values may not contain NUL characters or unpaired surrogates.")
 
 
@@ -225,7 +220,7 @@ def convert(kind, value, name):
         if isinstance(value, str) and _INT.fullmatch(value.strip()):
             value = int(value)
         if isinstance(value, int):
-            if -MAX_INT - 1 <= value <= MAX_INT:
+            if -MAX_ID - 1 <= value <= MAX_ID:
                 return value
             raise BadFilter(f"{value} is out of range for {name}.")
     if kind == "datetime":
@@ -283,7 +278,7 @@ def _check_value(op, value, is_date):
     for item in values:
         if not isinstance(item, str):
             raise InvalidFilters("Filter values are strings (ISO 8601 for dates).")
-        if _BAD_TEXT.search(item):
+        if has_bad_text(item):
             raise InvalidFilters("Filter values may not contain NUL characters or unpaired surrogates.")
         if is_date:
             try:

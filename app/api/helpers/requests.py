@@ -18,10 +18,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.api.helpers import filters
 from app.api.helpers.errors import ApiError, handle_error
+from app.api.helpers.values import MAX_ID, has_bad_text, no_json_constant
 
 JSON_TYPES = ("application/json", "application/vnd.api+json")
 MAX_JSON_DEPTH = 32  # a JSON:API document needs 4 (data, attributes, an attribute, its members)
-MAX_ID = 2**31 - 1  # ids are INTEGER columns (32 bits on PostgreSQL): no row has a larger one
 MAX_PAGE_NUMBER = 1_000_000
 MAX_SORT_FIELDS = 8
 MAX_INCLUDES = 8
@@ -91,10 +91,6 @@ class JsonTooDeep(ValueError):
     pass
 
 
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
 def _finite(text):
     value = float(text)
     if not math.isfinite(value):  # 1e400: a float Python holds as inf, which no JSON can carry back
@@ -127,7 +123,7 @@ def strict_loads(data, **kwargs):
         data = data.decode(json.detect_encoding(data), "surrogatepass")
     try:  # one decoder for every call: building one per call costs more than parsing a small body
         value = _DECODER.decode(data) if not kwargs else json.loads(
-            data, **{"parse_constant": _no_constant, "parse_float": _finite, **kwargs})
+            data, **{"parse_constant": no_json_constant, "parse_float": _finite, **kwargs})
     except RecursionError:
         raise JsonTooDeep(f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.") from None
     # Fewer brackets than the limit cannot nest deeper than it: most bodies skip the walk.
@@ -136,7 +132,7 @@ def strict_loads(data, **kwargs):
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+_DECODER = json.JSONDecoder(parse_constant=no_json_constant, parse_float=_finite)
 
 
 class JsonProvider(DefaultJSONProvider):
@@ -267,14 +263,6 @@ def check_resource_document(body, type_):
     if bad is not None:
         raise ApiError(422, "Validation error", "Text may not contain NUL characters or unpaired surrogates.",
                        pointer=bad)
-
-
-def has_bad_text(text: str) -> bool:
-    """True for text no database takes: a NUL character, or a lone surrogate (not encodable)."""
-    return "\x00" in text or _SURROGATE.search(text) is not None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _pointer_token(key):
