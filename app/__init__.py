@@ -28,7 +28,7 @@ def create_app(config_class=Config, **overrides):
     from app.api import api, health, verify
     from app.api.helpers import errors, ratelimit
     from app.api.helpers import requests as request_helpers
-    from app.services import usage
+    from app.services import key_cache, usage
 
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(Path(__file__).parent.parent / "migrations"),
@@ -42,6 +42,7 @@ def create_app(config_class=Config, **overrides):
     ratelimit.init_app(app, exempt_blueprints=[health.bp])  # after the routes it refers to
     errors.init_app(app)
     usage.init_app(app)
+    key_cache.init_app(app)
     verify.init_app(app)  # the verification fast path, in front of Flask
     request_helpers.init_app(app)  # MAX_CONTENT_LENGTH, in front of the fast path too; strict JSON bodies
     if app.config["TRUSTED_PROXIES"] > 0:  # outermost: every layer sees the client's address

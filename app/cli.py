@@ -4,6 +4,7 @@ Secrets are printed once, to standard output, never logged. Every change leaves 
 with no actor (the operator's shell).
 """
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 import click
@@ -14,8 +15,7 @@ from app.api.helpers.audit import audit
 from app.extensions import db
 from app.models import ApiKey, User
 from app.models.types import utcnow
-from app.services import lifecycle
-from app.services import scopes as scope_rules
+from app.services import key_rules, lifecycle
 from app.services.passwords import hash_password
 
 users_cli = AppGroup("users", help="Manage accounts.")
@@ -59,6 +59,15 @@ def _parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(text[:-1]) * DURATION_UNITS[text[-1]])
 
 
+@contextmanager
+def _option(hint: str):
+    """Report a shared key rule's ValueError (app/services/key_rules.py) as a bad `hint` option."""
+    try:
+        yield
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=hint) from None
+
+
 def _user_by_email(email: str) -> User:
     user = db.session.scalar(db.select(User).where(User.email == email.strip().lower()))
     if user is None:
@@ -81,16 +90,14 @@ def _key(key_id: int) -> ApiKey:
 def create_key(email, name, scopes, expires_in):
     """Create a key and print its secret, once."""
     user = _user_by_email(email)
-    if not 1 <= len(name.strip()) <= 100:
-        raise click.BadParameter("the name is 1 to 100 characters", param_hint="--name")
-    bad = [scope for scope in scopes if not scope_rules.is_valid_scope(scope)]
-    if bad:
-        raise click.BadParameter(f"invalid scope {bad[0]!r}", param_hint="--scope")
-    lifetime = _parse_duration(expires_in) if expires_in else None
-    max_days = current_app.config["API_KEY_MAX_LIFETIME_DAYS"]
-    if lifetime is not None and not timedelta(0) < lifetime <= timedelta(days=max_days):
-        raise click.BadParameter(f"a key lives at most {max_days} days", param_hint="--expires-in")
-    expires_at = utcnow() + lifetime if lifetime else None
+    now = utcnow()
+    with _option("--name"):
+        key_rules.key_name(name)
+    with _option("--scope"):
+        key_rules.key_scopes(list(scopes))
+    with _option("--expires-in"):
+        expires_at = key_rules.key_expiry(now + _parse_duration(expires_in) if expires_in else None,
+                                          now, current_app.config["API_KEY_MAX_LIFETIME_DAYS"])
     try:
         lifecycle.reserve_key_slot(user.id, current_app.config["API_KEY_MAX_PER_USER"])
     except lifecycle.KeyLimitError as error:
@@ -133,13 +140,12 @@ def revoke_key(key_id):
 
 @keys_cli.command("rotate")
 @click.argument("key_id", type=int)
-@click.option("--grace", default=0, type=click.IntRange(0), help="Seconds the old secret stays valid.")
+@click.option("--grace", default=0, type=int, help="Seconds the old secret stays valid.")
 def rotate_key(key_id, grace):
     """Give a key a new secret and print it, once."""
     key = _key(key_id)
-    if grace > current_app.config["API_KEY_MAX_GRACE_SECONDS"]:
-        raise click.BadParameter(f"at most {current_app.config['API_KEY_MAX_GRACE_SECONDS']} seconds",
-                                 param_hint="--grace")
+    with _option("--grace"):
+        key_rules.grace_seconds(grace, current_app.config["API_KEY_MAX_GRACE_SECONDS"])
     try:
         secret = lifecycle.rotate(key, grace, current_app.config["API_KEY_PREFIX"])
     except lifecycle.KeyStateError as error:

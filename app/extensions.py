@@ -4,6 +4,7 @@ import sqlite3
 from flask import current_app
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
@@ -38,10 +39,7 @@ jwt = JWTManager()
 cors = CORS()
 
 
-# The bucket of a key's own rate limit; the verification endpoint hits the same one.
-KEY_RATE_SCOPE = "key-rate"
-
 # flask-limiter keeps several settings (defaults, storage error policy, key prefix) from the first
 # app it is bound to, so each app gets its own Limiter (app/api/helpers/ratelimit.py builds it);
 # this proxy reaches the current app's.
-limiter = LocalProxy(lambda: current_app.extensions["latchkey_limiter"])
+limiter: Limiter = LocalProxy(lambda: current_app.extensions["latchkey_limiter"])  # type: ignore[assignment]

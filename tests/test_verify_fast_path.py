@@ -1,11 +1,16 @@
-"""The verification fast path answers the common request itself and passes everything else on to the
-Flask view, which then sees the request whole. (tests/test_verify.py runs every answer both ways.)"""
+"""The verification fast path and the Flask view are two doors to one pipeline (verify.answer): the
+same request gets the same bytes and headers through either. The fast path answers everything
+itself, errors included, except the requests that a request hook of the app has work on, which it
+passes on to Flask whole; a hook it does not know turns it off. (tests/test_verify.py runs every
+answer both ways.)"""
 import json
 
 import pytest
+from flask import g
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.api.verify import VerifyFastPath
+from app.api import verify_fast_path
+from app.api.verify_fast_path import VerifyFastPath, unhonoured_hooks
 from app.services import allowances
 from tests.conftest import assert_error
 
@@ -18,7 +23,7 @@ def passed_on(app, monkeypatch):
     calls = []
     layer = app.wsgi_app
     while not isinstance(layer, VerifyFastPath):
-        layer = layer.app  # ProxyFix
+        layer = layer.app  # BodyLimit, ProxyFix
     flask_app = layer.wsgi_app
 
     def counted(environ, start_response):
@@ -39,55 +44,114 @@ def key(make):
     return make.key(make.user(), scopes=["llm:*"])
 
 
-def test_the_common_request_never_reaches_flask(client, service, key, passed_on):
-    bearer = {"Authorization": f"Bearer {service['X-API-Key']}"}
-    for headers in (service, bearer):
-        response = client.post(URL, json={"key": key.secret, "scopes": ["llm:gpt-4o"]}, headers=headers)
-        assert response.status_code == 200 and response.get_json()["meta"]["code"] == "VALID"
-    assert passed_on == []
-
-
-def test_both_ways_in_give_the_same_bytes_and_headers(client, service, key, monkeypatch, passed_on):
-    fast = client.post(URL, json={"key": key.secret, "ip": "203.0.113.7"}, headers=service)
-    monkeypatch.setattr(VerifyFastPath, "_accept", staticmethod(lambda environ, body: None))
-    slow = client.post(URL, json={"key": key.secret, "ip": "203.0.113.7"}, headers=service)
-    assert passed_on == [1]
-    assert fast.get_data() == slow.get_data()
-    assert sorted(fast.headers.items()) == sorted(slow.headers.items())
-
-
-@pytest.mark.parametrize("change, status", [
-    (lambda r, s: r.update(query_string={"key": "x"}), 400),                         # credentials in the URL
+# Each request variant: (change to a request, status). Run through both doors, with callers made anew
+# for each, so that counting (quotas, usage) starts from the same state.
+VARIANTS = [
+    (lambda r, s: None, 200),
+    (lambda r, s: r.update(headers={"Authorization": f"Bearer {s['service']}"}), 200),
     (lambda r, s: r.update(data="{not json", content_type="application/json", json=None), 400),
+    (lambda r, s: r.update(data="[1, 2]", content_type="application/json", json=None), 400),
     (lambda r, s: r.update(data=json.dumps(r.pop("json")), content_type="text/plain"), 415),
     (lambda r, s: r["json"].update(cost=-1), 422),
     (lambda r, s: r["json"].update(key=7), 422),
+    (lambda r, s: r["json"].update(scopes="llm:x"), 422),
+    (lambda r, s: r["json"].update(ip="300.1.1.1"), 422),
     (lambda r, s: r.update(headers={}), 401),                                          # anonymous
     (lambda r, s: r.update(headers={"X-API-Key": "lk_nope"}), 401),                    # a bad caller key
     (lambda r, s: r.update(headers={"Authorization": "Basic abc"}), 401),
+    (lambda r, s: r.update(headers={"Authorization": "Bearer not-a-token"}), 401),
     (lambda r, s: r.update(headers={"X-API-Key": s["plain"]}), 403),                   # no keys:verify
     (lambda r, s: r.update(headers={"X-API-Key": s["from_elsewhere"]}), 403),          # outside its allowlist
+    (lambda r, s: r.update(headers=s["user"]), 403),                                   # a user's JWT
     (lambda r, s: r.update(headers=s["admin"]), 200),                                  # an admin's JWT
-    (lambda r, s: r.update(headers={"X-API-Key": s["with_quota"]}), 200),              # the view counts the quota
-])
-def test_everything_else_goes_on_to_the_view_with_its_body(client, make, service, key, passed_on, change, status):
+    (lambda r, s: r.update(headers={"X-API-Key": s["with_quota"]}), 200),              # its quota is counted
+    (lambda r, s: r.update(headers={"X-API-Key": s["quota_spent"]}), 429),
+]
+
+
+def _callers(make):
     caller = make.user(admin=True)
-    callers = {
+    return {
+        "service": make.key(caller, scopes=["keys:verify"]).secret,
         "plain": make.key(caller, scopes=["keys:read"]).secret,
         "from_elsewhere": make.key(caller, scopes=["keys:verify"], allowed_ips=["10.0.0.0/8"]).secret,
         "with_quota": make.key(caller, scopes=["keys:verify"], quota_limit=5, quota_period="day").secret,
+        "quota_spent": make.key(caller, scopes=["keys:verify"], quota_limit=0, quota_period="day").secret,
         "admin": make.headers(caller),
+        "user": make.headers(make.user()),
     }
-    request = {"json": {"key": key.secret}, "headers": service}
+
+
+def _send(client, make, key, change):
+    callers = _callers(make)
+    request = {"json": {"key": key.secret}, "headers": {"X-API-Key": callers["service"]}}
     change(request, callers)
+    return client.post(URL, **request)
+
+
+def _comparable(response):
+    headers = sorted((name, value) for name, value in response.headers.items() if name != "Content-Length")
+    body = response.get_json()
+    if response.status_code == 200:
+        del body["meta"]["key"]["owner-id"]  # a new owner per call
+    return response.status_code, headers, body
+
+
+@pytest.mark.parametrize("change, status", VARIANTS)
+def test_both_doors_give_the_same_answer(app, client, make, key, passed_on, monkeypatch, change, status):
+    fast = _send(client, make, key, change)
+    assert passed_on == [], "the fast path answers this request itself"
+    monkeypatch.setattr(VerifyFastPath, "takes", lambda self, environ: False)
+    slow = _send(client, make, key, change)
+    assert passed_on == [1]
+    assert fast.status_code == status, fast.get_data(as_text=True)
+    assert _comparable(fast) == _comparable(slow)
+
+
+def test_a_caller_keys_quota_is_counted_through_the_fast_path(client, make, key, passed_on):
+    caller = make.key(make.user(admin=True), scopes=["keys:verify"], quota_limit=2, quota_period="day").secret
+    answers = [client.post(URL, json={"key": key.secret}, headers={"X-API-Key": caller}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429] and passed_on == []
+    assert [a.headers["X-Quota-Remaining"] for a in answers] == ["1", "0", "0"]
+    assert_error(answers[2], 429, code="QUOTA_EXCEEDED")
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r.update(query_string={"key": "x"}),                      # credentials in the URL: refused
+    lambda r: r.update(query_string={"include": "x"}),                  # any query string: Flask's hooks judge it
+    lambda r: r.update(data=json.dumps({"key": "x", "pad": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
+                       content_type="application/json", json=None),  # deeper than MAX_JSON_DEPTH
+    lambda r: r["json"].update(pad="x" * verify_fast_path.MAX_FAST_BODY),  # a large body
+])
+def test_a_request_a_hook_has_work_on_goes_to_flask_whole(client, service, key, passed_on, change):
+    request = {"json": {"key": key.secret}, "headers": service}
+    change(request)
     response = client.post(URL, **request)
     assert passed_on == [1]
-    if status != 200:
-        assert_error(response, status)
-    else:  # the view read the body the fast path had read first
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    if response.status_code == 200:  # the view read the body the fast path had read first
         assert response.get_json()["meta"]["key"]["id"] == str(key.id)
-    if request["headers"] == {"X-API-Key": callers["with_quota"]}:
-        assert response.headers["X-Quota-Remaining"] == "4"
+
+
+@pytest.mark.parametrize("config_overrides", [{}, {"CORS_ORIGINS": ["https://console.example.com"]},
+                                              {"TRUSTED_PROXIES": 1}])
+def test_the_fast_path_honours_every_request_hook_of_the_app(app, config_overrides):
+    """Fails when a request hook is registered that the fast path does not know: list it in
+    verify_fast_path.HONOURED with the reason the fast path may skip it, or make the fast path do
+    its work (or pass the requests it has work on to Flask)."""
+    assert unhonoured_hooks(app) == []
+
+
+def test_a_hook_it_does_not_honour_turns_the_fast_path_off(app, client, service, key, passed_on):
+    @app.after_request
+    def stamp(response):
+        response.headers["X-Stamp"] = g.get("stamp", "flask")
+        return response
+
+    assert unhonoured_hooks(app) == ["tests.test_verify_fast_path.test_a_hook_it_does_not_honour_turns_the_fast_"
+                                     "path_off.<locals>.stamp"]
+    response = client.post(URL, json={"key": key.secret}, headers=service)
+    assert response.status_code == 200 and response.headers["X-Stamp"] == "flask" and passed_on == [1]
 
 
 @pytest.mark.parametrize("config_overrides", [{"CORS_ORIGINS": ["https://console.example.com"]}])
@@ -114,3 +178,19 @@ def test_an_error_after_the_checks_began_is_answered_as_the_view_would(client, m
     response = client.post(URL, json={"key": limited.secret}, headers=service)
     assert_error(response, 503, code="LIMITS_UNAVAILABLE")
     assert response.headers["Retry-After"] == "5" and passed_on == []
+
+
+@pytest.mark.parametrize("way_in", ["fast path", "flask view"])
+@pytest.mark.parametrize("config_overrides", [{"RATE_LIMIT_AUTH_FAILURES": "3 per minute"}])
+def test_an_address_over_its_failure_limit_is_served_only_with_a_cached_key(client, make, key, monkeypatch, way_in):
+    if way_in == "flask view":
+        monkeypatch.setattr(VerifyFastPath, "takes", lambda self, environ: False)
+    account = make.user(admin=True)
+    cached = {"X-API-Key": make.key(account, scopes=["keys:verify"]).secret}
+    assert client.post(URL, json={"key": key.secret}, headers=cached).status_code == 200  # now cached
+    not_yet_cached = {"X-API-Key": make.key(account, scopes=["keys:verify"]).secret}
+    for _ in range(3):
+        assert_error(client.post(URL, json={"key": key.secret}, headers={"X-API-Key": "lk_nope"}), 401)
+    for headers in ({"X-API-Key": "lk_nope"}, not_yet_cached, make.headers(account), {}):
+        assert_error(client.post(URL, json={"key": key.secret}, headers=headers), 429, code="RATE_LIMITED")
+    assert client.post(URL, json={"key": key.secret}, headers=cached).status_code == 200

@@ -1,10 +1,7 @@
 """The `api-key` resource: ApiKeyList, ApiKeyDetail and ApiKeyRelationship, hanging off the user."""
-from datetime import timedelta
-
 from flask import current_app, request
 from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
 from flask_rest_jsonapi_next.querystring import QueryStringManager
-from sqlalchemy import or_
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import ImmutableMultiDict
 
@@ -13,15 +10,19 @@ from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
 from app.api.helpers.errors import ApiError
-from app.api.helpers.permissions import (check_key_change, get_owned_key, get_visible_user, inherited_columns,
-                                         owner_filter)
 from app.api.helpers.filters import CheckedFilters, FilterRules
+from app.api.helpers.permissions import (
+    check_key_change,
+    get_owned_key,
+    get_visible_user,
+    inherited_columns,
+    owner_filter,
+)
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models import ApiKey, User
-from app.models.api_key import ACTIVE, EXPIRED
 from app.models.types import utcnow
-from app.services import lifecycle, narrowing
+from app.services import key_rules, lifecycle, narrowing
 from app.services.key_cache import refresh_key_cache
 
 KEY_FILTERS = FilterRules(
@@ -36,16 +37,12 @@ STATUSES = ("active", "suspended", "revoked", "expired")
 
 
 def check_expiry(expires_at):
-    if expires_at is None:
-        return
-    now = utcnow()
-    if expires_at <= now:
-        raise ApiError(422, "Validation error", "expires-at must be in the future.",
-                       pointer="/data/attributes/expires-at")
-    days = current_app.config["API_KEY_MAX_LIFETIME_DAYS"]
-    if expires_at > now + timedelta(days=days):
-        raise ApiError(422, "Validation error", f"expires-at must be within {days} days.",
-                       pointer="/data/attributes/expires-at")
+    """Apply the lifetime rule the CLI shares (services/key_rules.py) as a 422 on expires-at."""
+    try:
+        key_rules.key_expiry(expires_at, utcnow(), current_app.config["API_KEY_MAX_LIFETIME_DAYS"])
+    except ValueError as error:
+        raise ApiError(422, "Validation error", f"expires-at {error}",
+                       pointer="/data/attributes/expires-at") from None
 
 
 def _apply_allowances(data):
@@ -140,11 +137,7 @@ def _status_clause(status):
     if status not in STATUSES:
         raise ApiError(400, "Invalid filter", f"status is one of {', '.join(STATUSES)}.",
                        parameter="filter[status]")
-    if status == EXPIRED:
-        return (ApiKey.status == ACTIVE) & (ApiKey.expires_at <= now)
-    if status == ACTIVE:
-        return (ApiKey.status == ACTIVE) & or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)
-    return ApiKey.status == status
+    return ApiKey.status_clause(status, now)
 
 
 def _layer():

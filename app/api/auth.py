@@ -1,13 +1,14 @@
 """Sessions: login, refresh, logout and logout-all. Access and refresh tokens share a session id
 (`sid`) naming a database row; ending the session (logout, logout-all, a password change) stops
 both tokens on every worker at once, and after a restart. API keys obtain no session here."""
-from flask import current_app, g, jsonify, request
+from flask import current_app, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.api import bp
 from app.api.helpers.audit import ANONYMOUS, audit
 from app.api.helpers.auth import Actor, decode_session_token, require, unauthorized
 from app.api.helpers.errors import ApiError
+from app.api.helpers.jsonapi import respond
 from app.api.helpers.permissions import require_session
 from app.api.helpers.ratelimit import client_ip
 from app.api.helpers.requests import json_body
@@ -44,10 +45,7 @@ def _session_document(user_id: int, sid: str, with_refresh: bool):
     }
     if with_refresh:
         meta["refresh_token"] = create_refresh_token(identity, additional_claims={"sid": sid})
-    response = jsonify(meta=meta, jsonapi={"version": "1.0"})
-    response.headers["Content-Type"] = "application/vnd.api+json"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return respond({"meta": meta}, headers={"Cache-Control": "no-store"})
 
 
 @bp.post("/auth/login")

@@ -14,7 +14,7 @@ from app.api.helpers.requests import optional_json_body
 from app.api.schema.api_key import ApiKeyCreatedSchema, ApiKeySchema
 from app.extensions import db
 from app.models.types import utcnow
-from app.services import allowances, lifecycle
+from app.services import allowances, key_rules, lifecycle
 from app.services.key_cache import refresh_key_cache
 
 
@@ -55,11 +55,12 @@ def reactivate_key(key_id):
 @bp.post("/api-keys/<int:key_id>/rotate")
 def rotate_key(key_id):
     """Return 201 with the new secret (shown once); `grace-period` seconds keep the old one valid."""
-    grace = optional_json_body().get("grace-period", 0)
-    maximum = current_app.config["API_KEY_MAX_GRACE_SECONDS"]
-    if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= maximum:
-        raise ApiError(422, "Validation error", f"grace-period is a whole number of seconds from 0 to {maximum}.",
-                       pointer="/data/attributes/grace-period")
+    try:
+        grace = key_rules.grace_seconds(optional_json_body().get("grace-period", 0),
+                                        current_app.config["API_KEY_MAX_GRACE_SECONDS"])
+    except ValueError as error:
+        raise ApiError(422, "Validation error", f"grace-period {error}",
+                       pointer="/data/attributes/grace-period") from None
     prefix = current_app.config["API_KEY_PREFIX"]
     return document(ApiKeyCreatedSchema, _act(key_id, "rotate", lambda key: lifecycle.rotate(key, grace, prefix)), 201)
 

@@ -1,8 +1,6 @@
 """GET /v1/scopes: the built-in scopes, for frontend builders. Public: it names no secret."""
-from flask import json, make_response
-
 from app.api import bp
-from app.api.helpers.errors import JSONAPI
+from app.api.helpers.jsonapi import respond
 from app.services import scopes as scope_rules
 
 
@@ -14,9 +12,5 @@ def list_scopes():
          "attributes": {"description": text, "admin-only": name in scope_rules.ADMIN_ONLY}}
         for name, text in scope_rules.CATALOG.items()
     ]
-    body = {"data": data, "meta": {"wildcards": "A '*' segment matches any segment; a trailing '*' "
-                                                "also matches deeper ones ('llm:*' grants 'llm:gpt-4o')."},
-            "jsonapi": {"version": "1.0"}}
-    response = make_response(json.dumps(body))
-    response.headers["Content-Type"] = JSONAPI
-    return response
+    return respond({"data": data, "meta": {"wildcards": "A '*' segment matches any segment; a trailing '*' "
+                                                        "also matches deeper ones ('llm:*' grants 'llm:gpt-4o')."}})

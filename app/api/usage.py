@@ -4,14 +4,15 @@ Counters are buffered per worker and written every USAGE_FLUSH_SECONDS; this wor
 flushed before reading, other workers' counts arrive within that interval.
 """
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from flask import json, make_response, request
+from flask import request
 from sqlalchemy import func, select
 
 from app.api import bp
 from app.api.helpers.auth import require
-from app.api.helpers.errors import JSONAPI, ApiError
+from app.api.helpers.errors import ApiError
+from app.api.helpers.jsonapi import respond
 from app.api.helpers.permissions import get_owned_key, owner_filter
 from app.extensions import db
 from app.models import ApiKey, KeyUsage
@@ -22,8 +23,8 @@ MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=731)}
 FAILURES_EXCLUDED = ("VALID",)
 # Times outside these cannot hold usage, and near datetime's own limits the window arithmetic (a
 # default span back from `to`, conversion to UTC) overflows.
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _time_param(name, default):
@@ -32,8 +33,8 @@ def _time_param(name, default):
         return default
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        in_utc = parsed.astimezone(timezone.utc)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        in_utc = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise ApiError(400, "Invalid parameter", f"{name} is an ISO 8601 time.", parameter=name) from None
     if not EARLIEST <= in_utc <= LATEST:
@@ -59,12 +60,6 @@ def _bucket(hour, granularity):
     return hour if granularity == "hour" else hour.replace(hour=0)
 
 
-def _document(data):
-    response = make_response(json.dumps({"data": data, "jsonapi": {"version": "1.0"}}))
-    response.headers["Content-Type"] = JSONAPI
-    return response
-
-
 @bp.get("/api-keys/<int:key_id>/usage")
 def key_usage(key_id):
     """Return the key's counts and cost per hour or day, by outcome (owner or admin)."""
@@ -84,9 +79,9 @@ def key_usage(key_id):
         totals[outcome] += count
     points = [{"time": time.isoformat(), "total": sum(p["outcomes"].values()), "cost": p["cost"],
                "outcomes": dict(p["outcomes"])} for time, p in sorted(series.items())]
-    return _document({"type": "api-key-usage", "id": str(key.id), "attributes": {
+    return respond({"data": {"type": "api-key-usage", "id": str(key.id), "attributes": {
         "from": start.isoformat(), "to": end.isoformat(), "granularity": granularity,
-        "totals": dict(totals), "series": points}})
+        "totals": dict(totals), "series": points}}})
 
 
 @bp.get("/usage")
@@ -105,9 +100,9 @@ def usage_summary():
         .join(ApiKey, ApiKey.id == KeyUsage.key_id).where(*in_window)
         .group_by(KeyUsage.key_id, ApiKey.name).order_by(func.sum(KeyUsage.count).desc()).limit(5)).all()
     by_outcome = {outcome: int(count) for outcome, count in by_outcome.items()}
-    return _document({"type": "usage-summary", "id": str(actor.user_id), "attributes": {
+    return respond({"data": {"type": "usage-summary", "id": str(actor.user_id), "attributes": {
         "from": start.isoformat(), "to": end.isoformat(),
         "total": sum(by_outcome.values()), "cost": int(cost),
         "errors": sum(n for outcome, n in by_outcome.items() if outcome not in FAILURES_EXCLUDED),
         "rate-limited": by_outcome.get("RATE_LIMITED", 0), "by-outcome": by_outcome,
-        "busiest-keys": [{"id": str(key_id), "name": name, "total": int(n)} for key_id, name, n in busiest]}})
+        "busiest-keys": [{"id": str(key_id), "name": name, "total": int(n)} for key_id, name, n in busiest]}}})

@@ -3,11 +3,10 @@ from flask import current_app
 from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
 
 from app.api import api
-from app.api.helpers.audit import AuditedLayer
+from app.api.helpers.audit import AuditedLayer, audit
 from app.api.helpers.auth import Guarded, current_actor, require, require_admin
-from app.api.helpers.errors import ApiError
 from app.api.helpers.documents import refuse_client_id, stringify_linkage
-from app.api.helpers.audit import audit
+from app.api.helpers.errors import ApiError
 from app.api.helpers.permissions import get_visible_user, owner_filter, require_session
 from app.api.helpers.ratelimit import client_ip
 from app.api.schema.user import UserSchema

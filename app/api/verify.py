@@ -4,36 +4,78 @@ The caller is a service holding a key with `keys:verify` (only admins grant it) 
 The key to check travels in the body, never in a URL. A well-formed request always answers 200
 with `valid` and a `code`; no answer ever carries a secret or a digest.
 
-Two ways in, one answer. This is the services' hot path, so `VerifyFastPath`, a WSGI layer in
-front of Flask, answers the common request (a key with keys:verify, a well-formed JSON body) without
-Flask's request machinery. Everything else, an admin's JWT, CORS, every error, goes on to the Flask
-view. Both read the request, authenticate the caller and write the answer with the functions below.
+One pipeline, two doors. `answer` is everything the endpoint does once routed: the failed-
+authentication limit, the caller's authentication and scope, the caller key's own quota, reading
+the body, verifying the key in it, counting that key's usage, and the answer document. The Flask
+view below calls it, and so does the WSGI fast path (verify_fast_path.py), which spares the
+services' hot path Flask's request machinery when none of the app's request hooks has work to do.
+
+Callers that fail to authenticate are limited per client IP (RATE_LIMIT_AUTH_FAILURES). Once an
+address is over that limit it gets 429 for every credential that would cost a database lookup and
+for every failure: only a caller key already cached by this worker (a valid one, that costs nothing
+to check) is still served. Authenticated callers are never limited here: the limits that apply are
+those of the keys they check (and the caller key's own quota, if it has one).
 """
 import functools
-import io
 import ipaddress
-import json
 
-from flask import current_app, make_response
+from flask import current_app, make_response, request
 from limits import parse_many
 from redis.exceptions import RedisError
 
 from app.api import bp
-from app.api.helpers.auth import credential_from, require
-from app.api.helpers.errors import JSONAPI, ApiError, handle_error
-from app.api.helpers.ratelimit import client_ip
-from app.api.helpers.requests import JSON_TYPES, attributes_of, json_body, strict_loads
+from app.api.helpers.auth import authenticate, authentication_required, check_scope, credential_from
+from app.api.helpers.errors import ApiError
+from app.api.helpers.jsonapi import JSONAPI, encode
+from app.api.helpers.ratelimit import charge_quota, client_ip, limits_itself
+from app.api.helpers.requests import read_attributes
 from app.extensions import limiter
 from app.models.types import utcnow
-from app.services import scopes as scope_rules
 from app.services import allowances, usage
-from app.services.verifier import Outcome, check_key, verify
+from app.services import scopes as scope_rules
+from app.services.key_cache import key_cache
+from app.services.verifier import Outcome, verify
 
 PATH = "/v1/api-keys/verify"
 FAILURE_SCOPE = "verify-auth-failure"
 MAX_COST = 10**9
-MAX_FAST_BODY = 16 * 1024  # larger bodies are unusual: the Flask view reads them
 HEADERS = {"Content-Type": JSONAPI, "Cache-Control": "no-store"}
+
+
+def answer(api_key_header: str | None, authorization: str, address: str, mimetype: str, body: bytes):
+    """Run the pipeline for a request with these headers, client address, media type and body;
+    return (document, headers) of its 200 answer, or raise the ApiError it answers instead."""
+    failures = _FailureLimit(address)
+    try:
+        kind, credential = credential_from(api_key_header, authorization)
+        if not (kind == "key" and key_cache().holds(credential)):
+            failures.refuse_if_over()  # before any lookup
+        caller = authenticate(kind, credential, address)
+        if caller is None:
+            raise authentication_required()
+        check_scope(caller, "keys:verify")
+        if caller.key is None and not caller.is_admin:
+            raise ApiError(403, "Forbidden", "Verification needs a key with keys:verify or an admin's session.",
+                           code="INSUFFICIENT_SCOPES")
+    except _TooManyFailures:
+        raise
+    except ApiError:
+        failures.count()
+        raise
+    headers = charge_quota(caller.key) if caller.key is not None and caller.key.quota_limit is not None else {}
+    document = verify_and_count(*read_request(read_attributes(mimetype, body)))
+    return document, {**HEADERS, **headers}
+
+
+@bp.post("/api-keys/verify")
+def verify_key():
+    """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances."""
+    document, headers = answer(request.headers.get("X-API-Key"), request.headers.get("Authorization", ""),
+                               client_ip(), request.mimetype, request.get_data(cache=True))
+    return make_response(document, 200, headers)
+
+
+ENDPOINT = f"{bp.name}.{verify_key.__name__}"
 
 
 def _invalid(detail, field):
@@ -76,10 +118,10 @@ def verify_and_count(secret, scopes, ip, cost) -> bytes:
         buffer.count(verdict.record.id, verdict.outcome.value, cost if admitted else 0)
         if admitted:
             buffer.key_used(verdict.record.id, utcnow())
-    return _document(verdict, cost)
+    return encode({"meta": _meta(verdict, cost)})
 
 
-def _document(verdict, cost) -> bytes:
+def _meta(verdict, cost) -> dict:
     record = verdict.record
     meta = {"valid": verdict.outcome is Outcome.VALID, "code": verdict.outcome.value}
     if verdict.missing_scopes:
@@ -95,98 +137,46 @@ def _document(verdict, cost) -> bytes:
         }
         if record.grace_until is not None:
             meta["key"]["rotation-grace-until"] = record.grace_until.isoformat()
-    return json.dumps({"meta": meta, "jsonapi": {"version": "1.0"}}, sort_keys=True).encode()
+    return meta
 
 
-@bp.post("/api-keys/verify")
-def verify_key():
-    """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances.
+class _TooManyFailures(ApiError):
+    pass
 
-    Callers that fail to authenticate are limited per client IP (RATE_LIMIT_AUTH_FAILURES); once
-    an address is over it, it gets 429 before any lookup. Authenticated services are never limited
-    here: the limits that apply are those of the keys they check."""
-    failures = _failure_limits(current_app.config["RATE_LIMIT_AUTH_FAILURES"])
-    bucket = [current_app.config["RATELIMIT_KEY_PREFIX"], FAILURE_SCOPE, client_ip()]
-    if not _within(failures, lambda item: limiter.limiter.test(item, *bucket), True):
-        raise ApiError(429, "Too many requests", "Too many failed authentications from this address.",
-                       code="RATE_LIMITED", headers={"Retry-After": str(failures[0].get_expiry())})
-    try:
-        actor = require("keys:verify")
-        if actor.key_id is None and not actor.is_admin:
-            raise ApiError(403, "Forbidden", "Verification needs a key with keys:verify or an admin's session.",
-                           code="INSUFFICIENT_SCOPES")
-    except ApiError:
-        _within(failures, lambda item: limiter.limiter.hit(item, *bucket), None)
-        raise
-    return make_response(verify_and_count(*read_request(json_body())), 200, HEADERS)
+
+class _FailureLimit:
+    """RATE_LIMIT_AUTH_FAILURES for one client address, in the limiter's storage."""
+
+    def __init__(self, address: str):
+        self.limits = _parsed(current_app.config["RATE_LIMIT_AUTH_FAILURES"])
+        self.bucket = (current_app.config["RATELIMIT_KEY_PREFIX"], FAILURE_SCOPE, address)
+
+    def refuse_if_over(self):
+        if not self._each(limiter.limiter.test, True):
+            raise _TooManyFailures(429, "Too many requests", "Too many failed authentications from this address.",
+                                   code="RATE_LIMITED", headers={"Retry-After": str(self.limits[0].get_expiry())})
+
+    def count(self):
+        self._each(limiter.limiter.hit, None)
+
+    def _each(self, check, on_storage_error):
+        """Whether `check` holds for every limit; the storage error policy decides when the storage
+        is unreachable (`on_storage_error` is then the answer under `open`)."""
+        try:
+            return all([check(item, *self.bucket) for item in self.limits])
+        except RedisError:
+            allowances.tolerate_storage_error("failed-authentication limit")
+            return on_storage_error
 
 
 @functools.lru_cache(maxsize=8)
-def _failure_limits(text):
+def _parsed(text):
     return tuple(parse_many(text))
 
 
-def _within(items, check, on_storage_error):
-    """Return whether `check` holds for every limit item; the storage error policy decides when
-    the limiter storage is unreachable (`on_storage_error` is then the answer under `open`)."""
-    try:
-        return all([check(item) for item in items])
-    except RedisError:
-        allowances.tolerate_storage_error("failed-authentication limit")
-        return on_storage_error
-
-
-class VerifyFastPath:
-    """WSGI middleware: answers POST /v1/api-keys/verify from a service key, or passes it on.
-
-    It answers only when the Flask view would answer 200 with nothing more to do: no query string
-    (where credentials are refused), no Origin (CORS), a JSON body that reads, and a caller key that
-    is valid, holds keys:verify and has no quota of its own (which the Flask path counts). It decides
-    before it counts anything, so a request passed on is counted once, by the view.
-    """
-
-    def __init__(self, app, wsgi_app):
-        self.app = app
-        self.wsgi_app = wsgi_app
-
-    def __call__(self, environ, start_response):
-        if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST"
-                or environ.get("QUERY_STRING") or "HTTP_ORIGIN" in environ
-                or environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() not in JSON_TYPES
-                or not environ.get("CONTENT_LENGTH", "").isdigit()
-                or int(environ["CONTENT_LENGTH"]) > MAX_FAST_BODY or "HTTP_TRANSFER_ENCODING" in environ):
-            return self.wsgi_app(environ, start_response)
-        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
-        with self.app.app_context():
-            try:
-                request = self._accept(environ, body)
-                if request is not None:
-                    answer = verify_and_count(*request)
-                    start_response("200 OK", [*HEADERS.items(), ("Content-Length", str(len(answer)))])
-                    return [answer]
-            except Exception as exc:  # e.g. limits storage down with the closed policy: as the view would
-                return handle_error(exc)(environ, start_response)
-        environ["wsgi.input"] = io.BytesIO(body)
-        return self.wsgi_app(environ, start_response)
-
-    @staticmethod
-    def _accept(environ, body):
-        """Return (key, scopes, ip, cost) when this request is ours to answer, else None."""
-        try:
-            kind, credential = credential_from(environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION", ""))
-            if kind != "key":
-                return None
-            request = read_request(attributes_of(strict_loads(body)))
-        except (ApiError, ValueError, RecursionError):
-            return None
-        outcome, caller = check_key(credential, environ.get("REMOTE_ADDR"))
-        if (outcome is not Outcome.VALID or caller.quota_limit is not None
-                or not scope_rules.key_allows(caller.scopes, caller.owner_is_admin, "keys:verify")):
-            return None
-        usage.buffer().key_used(caller.id, utcnow())  # as any request authenticated by a key
-        return request
-
-
 def init_app(app):
-    """Put the fast path in front of the Flask application (inside ProxyFix, if any)."""
+    """The pipeline counts this endpoint's limits and usage itself; the fast path goes in front."""
+    from app.api.verify_fast_path import VerifyFastPath
+
+    limits_itself(app, ENDPOINT)
     app.wsgi_app = VerifyFastPath(app, app.wsgi_app)

@@ -7,21 +7,19 @@ concurrent workers can never admit more than a limit in total. On memory:// they
 process, like the limits themselves. Every Redis call here goes through the storage's circuit
 breaker (app/services/breaker.py): while Redis hangs or is down they fail at once with a RedisError.
 """
-import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
 
 from app.extensions import limiter
 from app.services import breaker
+from app.services.admission import Admission, Allowance, Bucket, Charge
 from app.services.redis_counters import RedisCounters
 
-PERIODS = ("day", "month", "total")
 log = logging.getLogger(__name__)
 
 
@@ -34,45 +32,21 @@ def tolerate_storage_error(what: str):
     and per process, not once per request."""
     if current_app.config["RATELIMIT_ON_STORAGE_ERROR"] != "open":
         raise
+    _report_storage_error(f"{what} skipped (fail open)")
+
+
+def _report_storage_error(what: str):
     guard = breaker.breaker_of(limiter.storage)
-    if guard is None or guard.report_once():
-        log.warning("%s skipped: rate limit storage unreachable (fail open)", what)
-    else:
-        log.debug("%s skipped: rate limit storage unreachable (fail open)", what)
+    level = logging.WARNING if guard is None or guard.report_once() else logging.DEBUG
+    log.log(level, "%s: rate limit storage unreachable", what)
 
 
-def period_window(period: str, now: datetime):
-    """Return (window id, reset time or None) of the UTC calendar window that holds `now`."""
-    return _window(period, now.date())
+class MemoryCounters:
+    """Counters of one process (memory://): the rate-limit buckets are flask-limiter's own, counted
+    with the limiter storage's `incr`; allowances are added under a lock, all or none."""
 
-
-@functools.lru_cache(maxsize=64)
-def _window(period: str, day: date):
-    if period == "day":
-        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        return start.strftime("%Y%m%d"), start + timedelta(days=1)
-    if period == "month":
-        start = datetime(day.year, day.month, 1, tzinfo=timezone.utc)
-        following = (start + timedelta(days=32)).replace(day=1)
-        return start.strftime("%Y%m"), following
-    return "total", None
-
-
-@dataclass(frozen=True)
-class Allowance:
-    kind: str  # "quota" or "budget"
-    key_id: int
-    limit: int
-    period: str
-
-    def counter(self, now):
-        window, reset_at = period_window(self.period, now)
-        namespace = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
-        return f"{namespace}latchkey:{self.kind}:{self.key_id}:{window}", reset_at
-
-
-class _MemoryCounters:
-    def __init__(self):
+    def __init__(self, storage):
+        self._storage = storage
         self._lock = threading.Lock()
         self._values = {}  # name -> (value, expires at epoch or None)
 
@@ -83,20 +57,23 @@ class _MemoryCounters:
             return 0
         return value
 
-    def admit(self, buckets, counters):
-        counts = []
-        for index, (name, limit, window) in enumerate(buckets, 1):  # flask-limiter's own buckets
-            counts.append(limiter.storage.incr(name, window))
-            if counts[-1] > limit:
-                return index, counts
+    def admit(self, charges) -> Admission:
+        used = []
+        for charge in (c for c in charges if isinstance(c.limit, Bucket)):
+            used.append((charge.limit, self._storage.incr(charge.name, charge.expiry)))
+            if used[-1][1] > charge.limit.limit:
+                return Admission(charge.limit, tuple(used))
+        spends = [c for c in charges if isinstance(c.limit, Allowance)]
         with self._lock:
-            current = [self._live(name) for name, _, _, _ in counters]
-            for index, ((name, amount, limit, _), value) in enumerate(zip(counters, current), len(buckets) + 1):
-                if value + amount > limit:
-                    return index, counts + current
-            for (name, amount, _, expires_at), value in zip(counters, current):
-                self._values[name] = (value + amount, expires_at or None)
-            return 0, counts + [value + amount for (_, amount, _, _), value in zip(counters, current)]
+            current = [self._live(charge.name) for charge in spends]
+            seen = [(charge.limit, value) for charge, value in zip(spends, current, strict=True)]
+            for charge, value in zip(spends, current, strict=True):
+                if value + charge.amount > charge.limit.limit:
+                    return Admission(charge.limit, (*used, *seen))
+            for charge, value in zip(spends, current, strict=True):
+                self._values[charge.name] = (value + charge.amount, charge.expiry or None)
+                used.append((charge.limit, value + charge.amount))
+        return Admission(None, tuple(used))
 
     def get(self, name):
         with self._lock:
@@ -107,38 +84,30 @@ class _MemoryCounters:
             self._values.pop(name, None)
 
 
-_memory = _MemoryCounters()
+def init_app(app, storage):
+    """Give the app the counters of its limiter storage: Redis (shared by every worker and host,
+    with leases) or this process's memory. They live in app.extensions["latchkey_counters"]."""
+    redis_backed = hasattr(storage, "get_connection")  # the Redis, Sentinel and Cluster storages
+    app.extensions["latchkey_counters"] = RedisCounters(storage) if redis_backed else MemoryCounters(storage)
 
 
 def _counters():
-    storage = limiter.storage
-    if hasattr(storage, "get_connection"):  # the Redis, Sentinel and Cluster storages
-        cached = getattr(storage, "_latchkey_counters", None)
-        if cached is None:
-            cached = RedisCounters(storage)
-            storage._latchkey_counters = cached
-        return cached
-    return _memory
+    return current_app.extensions["latchkey_counters"]
 
 
-def admit(buckets, allowances, now: datetime):
+def admit(buckets, allowances, now: datetime) -> Admission:
     """Count one hit on each rate-limit bucket, then add to every allowance or to none.
 
-    `buckets` are (flask-limiter bucket name, limit, window seconds), counted first and stopping at
-    the first one over its limit; `allowances` are (Allowance, amount). Returns (index of the first
-    refusal, 1-based over buckets then allowances, or 0; counts after the call; reset times).
-    """
-    counters, resets = [], []
+    `buckets` are Buckets, counted first, stopping at the first one over its limit; `allowances`
+    are (Allowance, amount) pairs. Raises RedisError when the storage cannot be reached."""
+    charges = [Charge(bucket, bucket.name, 1, bucket.window) for bucket in buckets]
     for allowance, amount in allowances:
         name, reset_at = allowance.counter(now)
         # Counters outlive their window by a day, so "used" stays readable around the boundary.
-        expires_at = (reset_at + timedelta(days=1)).timestamp() if reset_at else None
-        counters.append((name, amount, allowance.limit, expires_at))
-        resets.append(reset_at)
-    if not buckets and not counters:
-        return 0, [], resets  # a key without limits costs no round trip
-    refused, counts = _counters().admit(buckets, counters)
-    return refused, counts, resets
+        charges.append(Charge(allowance, name, amount, (reset_at + timedelta(days=1)).timestamp() if reset_at else 0))
+    if not charges:
+        return Admission(None)  # a key without limits costs no round trip
+    return _counters().admit(charges)
 
 
 def used(allowance: Allowance, now: datetime) -> int:
@@ -161,19 +130,18 @@ def allowances_of(record) -> list:
 
 
 def allowance_state(key, kind: str):
-    """Return the JSON shape of a key's quota or budget with what remains, or None if unset."""
+    """Return the JSON shape of a key's quota or budget with what remains, or None if unset.
+
+    While the storage is unreachable `used` and `remaining` are None (the document still answers),
+    and a warning is logged (once per REDIS_RETRY_SECONDS while the storage's breaker is open)."""
     limit = getattr(key, f"{kind}_limit")
     if limit is None:
         return None
-    period = getattr(key, f"{kind}_period")
-    now = datetime.now(timezone.utc)
+    allowance = Allowance(kind, key.id, limit, getattr(key, f"{kind}_period"))
+    now = datetime.now(UTC)
     try:
-        spent = used(Allowance(kind, key.id, limit, period), now)
-    except RedisError:  # storage unreachable (or its breaker open): say so rather than fail the document
+        spent = used(allowance, now)
+    except RedisError:
+        _report_storage_error(f"{kind} usage left out of a key's document")
         spent = None
-    reset_at = period_window(period, now)[1]
-    return {
-        "limit": limit, "period": period, "used": spent,
-        "remaining": None if spent is None else max(limit - spent, 0),
-        "resets-at": reset_at.isoformat() if reset_at else None,
-    }
+    return allowance.state(spent, now)

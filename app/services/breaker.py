@@ -28,8 +28,8 @@ in sqlalchemy.exc.OperationalError and drops the connection from the pool). A re
 hung database thus fails after at most a pre-ping and a connect attempt (2 x 2 s by default).
 """
 import functools
-import math
 import logging
+import math
 import threading
 import time
 

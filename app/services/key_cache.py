@@ -5,7 +5,6 @@ rotate, scope change or delete reaches every worker within KEY_CACHE_SECONDS (1 
 and at once on the worker that made it.
 """
 import ipaddress
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,7 +13,8 @@ from sqlalchemy import func, or_, select
 
 from app.extensions import db
 from app.models import ApiKey, KeyChange, User
-from app.models.api_key import EXPIRED
+from app.models.api_key import status_at
+from app.services import clock
 from app.services.key_format import hash_secret, is_well_formed
 
 CACHE_MAX_ENTRIES = 50_000
@@ -56,9 +56,7 @@ class KeyRecord:
         )
 
     def status_at(self, now: datetime) -> str:
-        if self.status == "active" and self.expires_at is not None and self.expires_at <= now:
-            return EXPIRED
-        return self.status
+        return status_at(self.status, self.expires_at, now)
 
     def allows_address(self, address: str | None) -> bool:
         if not self.networks:
@@ -95,7 +93,7 @@ class KeyCache:
     def find(self, secret: str, prefix: str, ttl: float):
         """Return the record of the key `secret`, or None. A malformed key or a bad checksum is
         refused before any database lookup; a cached digest is always a well-formed key's."""
-        now = time.monotonic()
+        now = clock.monotonic()
         if now - self._checked_at >= ttl:
             self.catch_up()
             self._checked_at = now
@@ -113,6 +111,11 @@ class KeyCache:
                 cache.clear()
             cache[digest] = record if record is not None else now
         return record
+
+    def holds(self, secret: str) -> bool:
+        """Whether `secret` is a key this cache holds: finding it would cost no database read (its
+        state is not checked here)."""
+        return secret.isascii() and hash_secret(secret) in self._entries
 
     def catch_up(self):
         """Apply the change log entries committed since the last call."""
@@ -150,8 +153,12 @@ def _load(digest: str):
     return KeyRecord.from_row(key, owner_is_admin, matched_previous=key.digest != digest)
 
 
+def init_app(app):
+    app.extensions["latchkey_key_cache"] = KeyCache()
+
+
 def key_cache() -> KeyCache:
-    return current_app.extensions.setdefault("latchkey_key_cache", KeyCache())
+    return current_app.extensions["latchkey_key_cache"]
 
 
 def refresh_key_cache():

@@ -32,7 +32,7 @@ def reserve_key_slot(owner_id: int, maximum: int):
     the transaction that creates the key commits.
     """
     db.session.execute(update(User).where(User.id == owner_id).values(updated_at=User.updated_at))
-    count = db.session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.user_id == owner_id))
+    count = db.session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.user_id == owner_id)) or 0
     if count >= maximum:
         raise KeyLimitError(f"A user may have at most {maximum} API keys; delete unused ones.")
 

@@ -47,7 +47,7 @@ class Restrictions:
             scopes=tuple(values.get("scopes") or ()),
             networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in values.get("allowed_ips") or ()),
             expires_at=values.get("expires_at"),
-            rate_limits=tuple((item.amount, item.get_expiry()) for item in parse_many(rate_limit)) if rate_limit else (),
+            rate_limits=tuple((i.amount, i.get_expiry()) for i in parse_many(rate_limit)) if rate_limit else (),
             quota=_allowance(values, "quota"),
             budget=_allowance(values, "budget"),
         )

@@ -10,8 +10,9 @@ units count as spent for everyone else, and the worker admits from it locally un
 - A limit is never exceeded: every unit admitted anywhere was added to the counter first.
 - Near a limit nothing is leased (less than LEASE_SHARE requests' worth left), so every admission
   is a round trip and exact; far from it a worker holds at most 1/LEASE_SHARE of what is left.
-- What a worker leased but did not use goes back at its next round trip and when it exits; a
-  worker that dies takes its lease with it (those units stay counted: the safe side).
+- What a worker leased but did not use goes back at its next round trip, when it exits, and (all of
+  it) when the worker holds more than MAX_LEASES leases; a worker that dies takes its lease with it
+  (those units stay counted: the safe side).
 - Remaining amounts count other workers' leases as spent.
 - An admin's reset starts a counter over at what leases may still admit (see _RESET).
 
@@ -25,14 +26,17 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
+from app.services import clock
+from app.services.admission import Admission, Bucket
+
 LEASE_SHARE = 100
 LEASE_REQUESTS = 100
+MAX_LEASES = 10_000  # counters a worker holds leases on; past it, it gives them all back at once
 WINDOW_MARGIN = 0.1  # seconds: a bucket lease lapses this long before its window ends
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,7 @@ class _Lease:
     units: int  # what this worker may still admit without asking
     limit: int  # the limit it was leased under: a changed limit voids it
     total: int  # the counter when it was leased, lease included
-    lapses: float  # time.monotonic() when its window ends
+    lapses: float  # clock.monotonic() when its window ends
 
 
 class RedisCounters:
@@ -119,52 +123,62 @@ class RedisCounters:
         self._lock = threading.Lock()
         self._pid = None
 
-    def admit(self, buckets, counters):
-        """Admit one request: see allowances.admit. Returns (first refusal or 0, counts)."""
-        items = [(self._storage.prefixed_key(name), 1, limit, window) for name, limit, window in buckets]
-        items += counters
-        now = time.monotonic()
+    def admit(self, charges) -> Admission:
+        """Admit one request: see allowances.admit. Buckets come first in `charges`."""
+        charges = [replace(c, name=self._storage.prefixed_key(c.name)) if isinstance(c.limit, Bucket) else c
+                   for c in charges]
+        now = clock.monotonic()
         with self._lock:
             leases = self._own_leases()
-            held = [leases.pop(name, None) for name, _, _, _ in items]
-            if all(lease is not None and lease.limit == limit and lease.lapses > now and lease.units >= amount
-                   for lease, (_, amount, limit, _) in zip(held, items)):
-                for lease, (name, amount, _, _) in zip(held, items):
-                    lease.units -= amount
-                    leases[name] = lease
-                return 0, [lease.total - lease.units for lease in held]
-        return self._round_trip(items, held, len(buckets), now)
+            held = [leases.pop(charge.name, None) for charge in charges]
+            if all(lease is not None and lease.limit == charge.limit.limit and lease.lapses > now
+                   and lease.units >= charge.amount for lease, charge in zip(held, charges, strict=True)):
+                for lease, charge in zip(held, charges, strict=True):
+                    lease.units -= charge.amount
+                    leases[charge.name] = lease
+                return Admission(None, tuple((c.limit, lease.total - lease.units)
+                                             for c, lease in zip(charges, held, strict=True)))
+        return self._round_trip(charges, held, now)
 
-    def _round_trip(self, items, held, buckets, now):
+    def _round_trip(self, charges, held, now) -> Admission:
+        buckets = sum(isinstance(charge.limit, Bucket) for charge in charges)
         args = [buckets, self._worker, LEASE_SHARE, LEASE_REQUESTS]
-        for (_, amount, limit, expiry), lease in zip(items, held):
+        for charge, lease in zip(charges, held, strict=True):
             back = lease.units if lease is not None and lease.lapses > now else 0
-            args += [amount, limit, int(expiry or 0), back]
-        refused, counts, leased, ttls = self._admit(keys=[name for name, _, _, _ in items], args=args)
-        counts = [int(count) for count in counts]
-        leased = [int(units) for units in leased] or [0] * len(counts)  # nothing is leased on a refusal
+            args += [charge.amount, charge.limit.limit, int(charge.expiry), back]
+        refused, counts, leased, ttls = self._admit(keys=[charge.name for charge in charges], args=args)
+        refused, counts = int(refused), [int(count) for count in counts]
+        if refused:  # a bucket's refusal stops the counts at that bucket
+            checked = charges[:len(counts)]
+            used = tuple((c.limit, n) for c, n in zip(checked, counts, strict=True))
+            return Admission(charges[refused - 1].limit, used)
+        leased = [int(units) for units in leased]
         with self._lock:
             leases = self._own_leases()
-            for (name, _, limit, _), units, count, ttl in zip(items, leased, counts, ttls):
+            for charge, units, count, ttl in zip(charges, leased, counts, ttls, strict=True):
                 if units > 0:
                     lapses = now + int(ttl) / 1000 - WINDOW_MARGIN if int(ttl) > 0 else float("inf")
-                    leases[name] = _Lease(units, limit, count, lapses)
+                    leases[charge.name] = _Lease(units, charge.limit.limit, count, lapses)
+            crowded = len(leases) > MAX_LEASES  # many keys seen once each: keep memory bounded
+        if crowded:
+            self.give_back()
         # As this worker sees it: what it holds itself is not spent yet.
-        return int(refused), [count - units for count, units in zip(counts, leased)]
+        return Admission(None, tuple((c.limit, n - units) for c, n, units in zip(charges, counts, leased, strict=True)),
+                         leased=sum(leased))
 
     def _own_leases(self):
         # Leases belong to one process: a forked worker starts with none.
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._worker = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:8]}"
-            self._leases = {}
+            self._leases: dict[str, _Lease] = {}
             atexit.register(self.give_back)
         return self._leases
 
     def give_back(self):
-        """Return every unused lease (at exit)."""
+        """Return every unused lease (at exit, and when holding more than MAX_LEASES)."""
         with self._lock:
-            now = time.monotonic()
+            now = clock.monotonic()
             live = [(name, lease.units) for name, lease in self._own_leases().items() if lease.lapses > now]
             self._leases.clear()
         if live:

@@ -44,4 +44,4 @@ def end_all(user_id: int, keep: str | None = None) -> int:
 def _end(condition) -> int:
     result = db.session.execute(
         update(LoginSession).where(condition, LoginSession.ended_at.is_(None)).values(ended_at=utcnow()))
-    return result.rowcount
+    return result.rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult

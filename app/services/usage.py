@@ -54,7 +54,7 @@ class UsageBuffer:
         # The hot path's lock: held for a dict update, never for I/O.
         self._lock = threading.Lock()
         self._last_used = {}
-        self._counters = defaultdict(_zero)  # (key_id, hour, outcome) -> [count, cost]
+        self._counters: defaultdict[tuple, list] = defaultdict(_zero)  # (key_id, hour, outcome) -> [count, cost]
         # One flush at a time per worker; it owns what a failed flush kept (_pending_*).
         self._flush_lock = threading.Lock()
         self._pending_last_used = {}
@@ -164,7 +164,7 @@ class UsageBuffer:
         skipped because they no longer exist."""
         wanted = sorted({key_id for key_id in last_used} | {row[0] for row in counters})
         postgres = db.engine.dialect.name == "postgresql"
-        alive = set()
+        alive: set[int] = set()
         for start in range(0, len(wanted), IN_CHUNK):
             query = select(ApiKey.id).where(ApiKey.id.in_(wanted[start:start + IN_CHUNK])).order_by(ApiKey.id)
             if postgres:  # a key deleted now waits for this commit (its delete then takes these rows)
@@ -192,7 +192,7 @@ class UsageBuffer:
     def _write_each_key(self, last_used, counters) -> bool:
         """A batch that broke a constraint twice: write it key by key, each in a savepoint, and drop
         only the rows of a key that still fails (logged), so that one key cannot hold back the rest."""
-        by_key = defaultdict(dict)
+        by_key: defaultdict[int, dict] = defaultdict(dict)
         for row, totals in counters.items():
             by_key[row[0]][row] = totals
         try:
@@ -231,7 +231,7 @@ class UsageBuffer:
         times = self._pending_last_used
         excess = len(times) - self.max_pending
         if excess > 0:
-            for key_id in heapq.nsmallest(excess, times, key=times.get):
+            for key_id in heapq.nsmallest(excess, times, key=times.__getitem__):
                 del times[key_id]
             log.error("usage buffer full: dropped the last-used times of %d keys", excess)
 

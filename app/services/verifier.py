@@ -3,19 +3,17 @@ order: NOT_FOUND, REVOKED, SUSPENDED, EXPIRED, FORBIDDEN, INSUFFICIENT_SCOPES, R
 QUOTA_EXCEEDED, BUDGET_EXCEEDED, VALID. Key records come from the per-worker cache (key_cache).
 """
 import enum
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 
 from flask import current_app
-from limits import parse_many
 from redis.exceptions import RedisError
 
-from app.extensions import KEY_RATE_SCOPE
 from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
 from app.models.types import utcnow
 from app.services import allowances
 from app.services import scopes as scope_rules
+from app.services.admission import Admission, Allowance, Bucket, key_buckets
 from app.services.key_cache import KeyRecord, key_cache
 
 
@@ -68,25 +66,6 @@ class Verdict:
     budget: dict | None = None
 
 
-def _rate_buckets(record: KeyRecord):
-    """Return the key's own limits as (flask-limiter bucket, limit, window): the buckets its API
-    requests are counted in (fixed window), so requests and verifications share them."""
-    if not record.rate_limit:
-        return ()
-    return _buckets(current_app.config.get("RATELIMIT_KEY_PREFIX", ""), record.id, record.rate_limit)
-
-
-@functools.lru_cache(maxsize=4096)
-def _buckets(prefix: str, key_id: int, rate_limit: str):
-    args = ([prefix] if prefix else []) + [f"key:{key_id}", KEY_RATE_SCOPE]
-    return tuple((item.key_for(*args), item.amount, item.get_expiry()) for item in parse_many(rate_limit))
-
-
-def _allowance_state(allowance, used, reset_at):
-    return {"limit": allowance.limit, "period": allowance.period, "remaining": max(allowance.limit - used, 0),
-            "resets-at": reset_at.isoformat() if reset_at else None}
-
-
 def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
     """Check a key in the documented order; the first failure wins. Counts nothing itself."""
     now = utcnow()
@@ -97,24 +76,27 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
                     if not scope_rules.key_allows(record.scopes, record.owner_is_admin, scope))
     if missing:
         return Verdict(Outcome.INSUFFICIENT_SCOPES, record, missing_scopes=missing)
-    verdict = Verdict(Outcome.VALID, record)
-    buckets = _rate_buckets(record)
+    buckets = key_buckets(current_app.config["RATELIMIT_KEY_PREFIX"], record.id, record.rate_limit) \
+        if record.rate_limit else ()
     wanted = [(a, 1 if a.kind == "quota" else cost) for a in allowances.allowances_of(record)]
     try:
-        refused, counts, resets = allowances.admit(buckets, wanted, now)
+        admission = allowances.admit(buckets, wanted, now)
     except RedisError:
         allowances.tolerate_storage_error("rate limit, quota and budget checks")
-        return verdict
-    for (_, limit, window), count in zip(buckets, counts):
-        state = {"limit": limit, "remaining": max(limit - count, 0), "window": window}
-        if verdict.rate_limit is None or state["remaining"] < verdict.rate_limit["remaining"]:
-            verdict.rate_limit = state
-    if 0 < refused <= len(buckets):
+        return Verdict(Outcome.VALID, record)
+    return _verdict(record, admission, now)
+
+
+def _verdict(record: KeyRecord, admission: Admission, now: datetime) -> Verdict:
+    verdict = Verdict(Outcome.VALID, record)
+    windows = [{"limit": bucket.limit, "remaining": max(bucket.limit - count, 0), "window": bucket.window}
+               for bucket, count in admission.counts(Bucket)]
+    verdict.rate_limit = min(windows, key=lambda state: state["remaining"], default=None)
+    if isinstance(admission.refused, Bucket):
         verdict.outcome = Outcome.RATE_LIMITED
         return verdict
-    for (allowance, _), used, reset_at in zip(wanted, counts[len(buckets):], resets):
-        setattr(verdict, allowance.kind, _allowance_state(allowance, used, reset_at))
-    if refused:
-        allowance = wanted[refused - len(buckets) - 1][0]
-        verdict.outcome = Outcome.QUOTA_EXCEEDED if allowance.kind == "quota" else Outcome.BUDGET_EXCEEDED
+    for allowance, count in admission.counts(Allowance):
+        setattr(verdict, allowance.kind, allowance.state(count, now))
+    if admission.refused is not None:
+        verdict.outcome = Outcome.QUOTA_EXCEEDED if admission.refused.kind == "quota" else Outcome.BUDGET_EXCEEDED
     return verdict

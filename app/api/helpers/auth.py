@@ -13,8 +13,9 @@ from app.api.helpers.requests import check_resource_document
 from app.extensions import db
 from app.models import User
 from app.models.types import utcnow
-from app.services import sessions, usage
 from app.services import scopes as scope_rules
+from app.services import sessions, usage
+from app.services.admission import key_identity
 from app.services.key_cache import KeyRecord
 from app.services.key_format import looks_like_key
 from app.services.verifier import Outcome, check_key
@@ -63,11 +64,26 @@ class Actor:
 
     @property
     def identity(self) -> str:
-        return f"key:{self.key_id}" if self.key_id is not None else f"user:{self.user_id}"
+        """The rate limiter's bucket of this actor's requests."""
+        return key_identity(self.key_id) if self.key_id is not None else f"user:{self.user_id}"
 
 
 def unauthorized(detail, code, title="Unauthorized"):
     return ApiError(401, title, detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authentication_required() -> ApiError:
+    return unauthorized("Authentication required: send a JWT or an API key.", "UNAUTHENTICATED")
+
+
+class KeyRefused(ApiError):
+    """A key that failed authentication: 401 with its reason as the code (403 outside its allowlist)."""
+
+    def __init__(self, outcome: Outcome, record: KeyRecord | None):
+        status, title, detail = _KEY_FAILURES[outcome]
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        super().__init__(status, title, detail, code=outcome.value, headers=headers)
+        self.key_id = record.id if record is not None else None
 
 
 def refuse_query_credentials():
@@ -115,20 +131,16 @@ def decode_session_token(token: str, expected_type: str):
     return claims, user
 
 
-def _resolve():
-    kind, value = _credential()
+def authenticate(kind: str | None, credential: str | None, remote_addr: str | None) -> Actor | None:
+    """Return the actor of a credential (as credential_from reads it), None for no credential; raise
+    401 (403) for a bad one. A key's use is recorded (its last-used time), through either door."""
     if kind == "jwt":
-        claims, user = decode_session_token(value, "access")
+        claims, user = decode_session_token(credential, "access")
         return Actor(user.id, user.is_admin, session_id=claims["sid"])
     if kind == "key":
-        outcome, record = check_key(value, request.remote_addr)
-        if outcome in _KEY_FAILURES:
-            g.key_outcome = (record.id if record else None, outcome.value)
-            status, title, detail = _KEY_FAILURES[outcome]
-            error = (unauthorized(detail, outcome.value, title) if status == 401
-                     else ApiError(status, title, detail, code=outcome.value))
-            raise error
-        g.api_key_record = record
+        outcome, record = check_key(credential, remote_addr)
+        if outcome is not Outcome.VALID:
+            raise KeyRefused(outcome, record)
         usage.buffer().key_used(record.id, utcnow())
         return Actor.of_key(record)
     return None
@@ -138,7 +150,9 @@ def current_actor():
     """Return the request's Actor, or None when no credential was sent; raise on a bad one."""
     if "actor_resolved" not in g:
         try:
-            g.actor, g.auth_error = _resolve(), None
+            g.actor, g.auth_error = authenticate(*_credential(), request.remote_addr), None
+        except KeyRefused as error:
+            g.actor, g.auth_error, g.key_outcome = None, error, (error.key_id, error.code)
         except ApiError as error:
             g.actor, g.auth_error = None, error
         g.actor_resolved = True  # only now: an unexpected error (a database down) is raised again, not hidden
@@ -147,17 +161,23 @@ def current_actor():
     return g.actor
 
 
-def require(scope: str | None = None) -> Actor:
-    """Return the authenticated actor; 401 without one, 403 if a key lacks `scope`."""
-    actor = current_actor()
-    if actor is None:
-        raise unauthorized("Authentication required: send a JWT or an API key.", "UNAUTHENTICATED")
-    if scope and not actor.allows(scope):
-        g.key_outcome = (actor.key_id, "INSUFFICIENT_SCOPES")
+def check_scope(actor: Actor, scope: str):
+    """403 INSUFFICIENT_SCOPES when the actor (a key) may not use `scope`."""
+    if not actor.allows(scope):
         detail = f"The API key lacks the scope '{scope}'."
         if scope_rules.is_admin_only(scope):
             detail += " Admin-only scopes work only while the key's owner is an administrator."
         raise ApiError(403, "Insufficient scope", detail, code="INSUFFICIENT_SCOPES")
+
+
+def require(scope: str | None = None) -> Actor:
+    """Return the authenticated actor; 401 without one, 403 if a key lacks `scope`."""
+    actor = current_actor()
+    if actor is None:
+        raise authentication_required()
+    if scope and not actor.allows(scope):
+        g.key_outcome = (actor.key_id, "INSUFFICIENT_SCOPES")
+        check_scope(actor, scope)
     return actor
 
 

@@ -1,18 +1,11 @@
 """Building JSON:API documents outside the resource classes (actions, relationships)."""
-from flask import json, make_response
-
-from app.api.helpers.errors import JSONAPI, ApiError
+from app.api.helpers.errors import ApiError
+from app.api.helpers.jsonapi import respond
 
 
 def document(schema_cls, obj, status=200):
     """Return a response with `obj` dumped by `schema_cls` as a JSON:API document."""
-    body = schema_cls().dump(obj)
-    body["jsonapi"] = {"version": "1.0"}
-    response = make_response(json.dumps(body), status)
-    response.headers["Content-Type"] = JSONAPI
-    if status == 201:
-        response.headers["Cache-Control"] = "no-store"
-    return response
+    return respond(schema_cls().dump(obj), status, {"Cache-Control": "no-store"} if status == 201 else None)
 
 
 def stringify_linkage(result):

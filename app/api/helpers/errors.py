@@ -2,7 +2,7 @@
 import logging
 
 import marshmallow
-from flask import current_app, has_request_context, json, make_response, request
+from flask import current_app, has_request_context, request
 from flask_rest_jsonapi_next import JsonApiException
 from flask_rest_jsonapi_next.error_responses.exception_converters import convert
 from marshmallow_jsonapi.exceptions import IncorrectTypeError
@@ -12,7 +12,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, default_exceptions
 
-JSONAPI = "application/vnd.api+json"
+from app.api.helpers.jsonapi import respond
+
 log = logging.getLogger(__name__)
 
 
@@ -33,11 +34,7 @@ def not_found(what="Resource", parameter="id"):
 
 def error_document(errors, status, headers=None):
     """Return a response carrying a JSON:API `errors` document."""
-    body = {"errors": errors, "jsonapi": {"version": "1.0"}}
-    response = make_response(json.dumps(body), int(status))
-    response.headers["Content-Type"] = JSONAPI
-    response.headers.update(headers or {})
-    return response
+    return respond({"errors": errors}, int(status), headers)
 
 
 def _error(status, title, detail, **extra):

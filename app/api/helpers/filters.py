@@ -16,7 +16,7 @@ import json
 import operator
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask_rest_jsonapi_next.data_layers.filtering.alchemy import Node
 from flask_rest_jsonapi_next.exceptions import InvalidFilters
@@ -231,7 +231,7 @@ def convert(kind, value, name):
                 raise BadFilter(f"{value!r} is not an ISO 8601 time.") from None
         if isinstance(value, datetime):
             try:
-                return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+                return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
             except OverflowError:
                 raise BadFilter(f"{value.isoformat()} is out of range.") from None
     raise BadFilter(f"The value does not fit {name}.")

@@ -15,15 +15,15 @@ Every request made with a key is counted in its usage, by outcome.
 
 import logging
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from redis.exceptions import RedisError
 
 from app.api.helpers.auth import current_actor
 from app.api.helpers.errors import ApiError
-from app.extensions import KEY_RATE_SCOPE
 from app.models.types import utcnow
 from app.services import allowances, breaker, usage
+from app.services.admission import KEY_RATE_SCOPE, STRATEGY, Allowance, period_window
 
 log = logging.getLogger(__name__)
 
@@ -48,47 +48,69 @@ def rate_limit_identity() -> str:
 
 def key_rate_limit() -> str:
     """Return the calling key's own limit string ('' when none: flask-limiter then skips it)."""
-    _actor_or_none()
-    record = g.get("api_key_record")
-    return record.rate_limit or "" if record is not None else ""
+    actor = _actor_or_none()
+    return actor.key.rate_limit or "" if actor is not None and actor.key is not None else ""
+
+
+def charge_quota(record) -> dict:
+    """Count one request against a key's quota; return its X-Quota-* headers, or raise 429
+    QUOTA_EXCEEDED (with those headers and Retry-After) when it is spent."""
+    quota, now = Allowance("quota", record.id, record.quota_limit, record.quota_period), utcnow()
+    try:
+        admission = allowances.admit([], [(quota, 1)], now)
+    except RedisError:
+        allowances.tolerate_storage_error("quota")
+        return {}
+    [(_, used)] = admission.counts(Allowance)
+    state = quota.state(used, now)
+    headers = {"X-Quota-Limit": str(quota.limit), "X-Quota-Remaining": str(state["remaining"])}
+    reset_at = period_window(quota.period, now)[1]
+    if reset_at is not None:
+        headers["X-Quota-Reset"] = str(int(reset_at.timestamp()))
+    if not admission.admitted:
+        if reset_at is not None:
+            headers["Retry-After"] = str(max(int((reset_at - now).total_seconds()), 1))
+        raise ApiError(429, "Quota exceeded", f"The key's {quota.period} quota of {quota.limit} requests is spent.",
+                       code="QUOTA_EXCEEDED", headers=headers)
+    return headers
 
 
 def enforce_quota():
     """Count a key-authenticated request against the key's quota; 429 QUOTA_EXCEEDED when spent."""
-    record = g.get("api_key_record") if _actor_or_none() is not None else None
-    if record is None or record.quota_limit is None:
+    if _limits_itself():
         return
-    quota = allowances.Allowance("quota", record.id, record.quota_limit, record.quota_period)
+    actor = _actor_or_none()
+    if actor is None or actor.key is None or actor.key.quota_limit is None:
+        return
     try:
-        refused, (used,), (reset_at,) = allowances.admit([], [(quota, 1)], utcnow())
-    except RedisError:
-        return allowances.tolerate_storage_error("quota")
-    admitted = not refused
-    g.quota_headers = {
-        "X-Quota-Limit": str(quota.limit),
-        "X-Quota-Remaining": str(max(quota.limit - used, 0)),
-    }
-    if reset_at is not None:
-        g.quota_headers["X-Quota-Reset"] = str(int(reset_at.timestamp()))
-    if not admitted:
-        g.key_outcome = (record.id, "QUOTA_EXCEEDED")
-        headers = dict(g.quota_headers)
-        if reset_at is not None:
-            headers["Retry-After"] = str(max(int((reset_at - utcnow()).total_seconds()), 1))
-        raise ApiError(429, "Quota exceeded", f"The key's {quota.period} quota of {quota.limit} requests is spent.",
-                       code="QUOTA_EXCEEDED", headers=headers)
+        g.quota_headers = charge_quota(actor.key)
+    except ApiError:
+        g.key_outcome = (actor.key_id, "QUOTA_EXCEEDED")
+        raise
 
 
 def finish_key_request(response):
     """Add quota headers, and count the request in the key's usage by outcome."""
+    if _limits_itself():
+        return response
     response.headers.extend(g.get("quota_headers", {}))
-    record = g.get("api_key_record")
-    key_id, outcome = g.get("key_outcome", (record.id if record else None, "VALID"))
-    if key_id is not None and request.endpoint != "v1.verify_key":  # verify counts the checked key
+    actor = g.get("actor")
+    key_id, outcome = g.get("key_outcome", (actor.key_id if actor is not None else None, "VALID"))
+    if key_id is not None:
         if response.status_code == 429 and outcome == "VALID":
             outcome = "RATE_LIMITED"
         usage.buffer().count(key_id, outcome)
     return response
+
+
+def limits_itself(app, endpoint: str):
+    """Leave `endpoint`'s limits, quota and usage counting to its own view: the limiter, the quota
+    hook and the usage counting here skip it (the verification pipeline does all three)."""
+    app.extensions["latchkey_limits_itself"].add(endpoint)
+
+
+def _limits_itself() -> bool:
+    return request.endpoint in current_app.extensions["latchkey_limits_itself"]
 
 
 class _Limiter(Limiter):
@@ -116,7 +138,7 @@ class _Limiter(Limiter):
         if limit is None:
             return None
         try:
-            limit.window  # read once, kept on the RequestLimit for the header values
+            _ = limit.window  # read once, kept on the RequestLimit for the header values
         except RedisError:
             log.warning("rate limit headers left out: rate limit storage unreachable")
             return None
@@ -142,16 +164,17 @@ def init_app(app, exempt_blueprints=()):
         storage_options=_storage_options(config),
         swallow_errors=False,  # storage errors only: see _Limiter
         key_prefix=config.get("RATELIMIT_KEY_PREFIX", ""),
+        strategy=STRATEGY,  # the verifier counts a key's own limit in these buckets too
     )
     limiter.init_app(app)
     # Every Redis call made with this storage (flask-limiter's, our counters', the readiness ping)
     # fails at once for REDIS_RETRY_SECONDS after one spent a timeout failing to reach Redis.
     breaker.protect(limiter.storage, config["REDIS_RETRY_SECONDS"])
+    allowances.init_app(app, limiter.storage)
     for blueprint in exempt_blueprints:
         limiter.exempt(blueprint)
-    # Verification is the services' hot path: the limits of the key being checked apply (counted by
-    # the verifier in the same buckets), not the caller's; a filter skips flask-limiter's whole check.
-    limiter.request_filter(lambda: request.endpoint == "v1.verify_key")
+    app.extensions["latchkey_limits_itself"] = set()
+    limiter.request_filter(_limits_itself)  # skips flask-limiter's whole check
     app.extensions["latchkey_limiter"] = limiter
     app.before_request(enforce_quota)  # registered after the limiter's hook: runs after it
     app.after_request(finish_key_request)

@@ -11,13 +11,24 @@ from marshmallow_jsonapi.flask import Relationship, Schema
 
 from app.api.schema import dasherize
 from app.models import ApiKey
-from app.services import scopes as scope_rules
-from app.services.allowances import PERIODS, allowance_state
+from app.services import key_rules
+from app.services.admission import PERIODS
+from app.services.allowances import allowance_state
 
 TAG_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,31}")  # used with fullmatch
 MAX_TAGS = 20
 MAX_ALLOWED_IPS = 50
 MAX_METADATA_BYTES = 4096
+
+
+def _rule(check):
+    """A marshmallow validator running a shared key rule: its ValueError becomes the field's 422."""
+    def validator(value):
+        try:
+            check(value)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+    return validator
 
 
 def _validate_allowance(value):
@@ -41,9 +52,9 @@ class ApiKeySchema(Schema):
 
     # Loadable because PATCH documents carry it; a POST with an id is refused (no client ids).
     id = fields.Str()
-    name = fields.Str(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.Str(required=True, validate=_rule(key_rules.key_name))
     description = fields.Str(allow_none=True, validate=validate.Length(max=1000))
-    scopes = fields.List(fields.Str(), load_default=list)
+    scopes = fields.List(fields.Str(), load_default=list, validate=_rule(key_rules.key_scopes))
     status = fields.Method("get_status", dump_only=True)
     start = fields.Str(dump_only=True)
     last4 = fields.Str(dump_only=True)
@@ -84,14 +95,6 @@ class ApiKeySchema(Schema):
             return None
         _validate_allowance(value)
         return value
-
-    @validates("scopes")
-    def _scopes(self, value, **kwargs):
-        if len(value) > scope_rules.MAX_SCOPES:
-            raise ValidationError(f"At most {scope_rules.MAX_SCOPES} scopes.")
-        bad = [scope for scope in value if not scope_rules.is_valid_scope(scope)]
-        if bad:
-            raise ValidationError(f"Invalid scope {bad[0]!r}: use 'word:word', '*' as a wildcard segment.")
 
     @validates("allowed_ips")
     def _allowed_ips(self, value, **kwargs):
