@@ -166,12 +166,12 @@ def test_concurrent_creations_cannot_pass_the_maximum(app, make, secrets_seen):
         headers = make.headers(owner)
         barrier, responses = threading.Barrier(2), []
 
-        def create():
+        def create(headers, barrier, responses):
             client = app.test_client()
             barrier.wait()
             responses.append(create_key(client, headers, secrets_seen))
 
-        threads = [threading.Thread(target=create) for _ in range(2)]
+        threads = [threading.Thread(target=create, args=(headers, barrier, responses)) for _ in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -1,81 +1,38 @@
-"""The api-key resource: who may do what (one matrix), the secret shown once, listing, lifecycle.
-
-Small helpers used by the other key test modules live here too (`call`, `create_key`, ...).
-"""
+"""The api-key resource: who may do what (one matrix), the secret shown once, listing, lifecycle."""
 import json
-import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event
 
 from app.extensions import db
 from app.models import ApiKey, User
 from app.models.types import utcnow
 from app.services.key_format import is_well_formed
-from tests.conftest import JSONAPI, UserRef, assert_error, resource
 
-KEY_RE = re.compile(r"^lk_[0-9A-Za-z]{38}$")
+# The key helpers are in tests/helpers.py; test_cli, test_api_key_validation and test_scope_rules
+# still import some of them from here.
+from tests.helpers import (  # noqa: F401
+    JSONAPI,
+    KEY_RE,
+    UserRef,
+    assert_error,
+    bearer,
+    call,
+    create_key,
+    dump_database,
+    key_count,
+    key_header,
+    listed_ids,
+    patch_key,
+    register_secret,
+    resource,
+)
+
 MISSING = 987654
-
-
-# --- helpers shared by the key test modules -------------------------------------------------------
-
-def call(client, method, url, headers=None, body=None, **kwargs):
-    """Send `body` (a JSON:API document, or None) with the JSON:API media type."""
-    return client.open(url, method=method, headers=headers or {}, json=body,
-                       content_type=JSONAPI if body is not None else None, **kwargs)
-
-
-def key_header(secret):
-    return {"X-API-Key": secret}
-
-
-def bearer(secret):
-    return {"Authorization": f"Bearer {secret}"}
-
-
-def register_secret(response, secrets):
-    """Hand any secret in a response to the log guard; return it (or None)."""
-    data = (response.get_json(silent=True) or {}).get("data")
-    secret = data.get("attributes", {}).get("secret") if isinstance(data, dict) else None
-    secrets.add(secret)
-    return secret
-
-
-def create_key(client, headers, secrets, relationships=None, **attributes):
-    """POST /v1/api-keys with `attributes` by their API names (pass dasherized ones as **{"expires-at": ...})."""
-    attributes.setdefault("name", "test key")
-    document = resource("api-key", attributes, relationships=relationships)
-    response = call(client, "POST", "/v1/api-keys", headers, document)
-    register_secret(response, secrets)
-    return response
-
-
-def patch_key(client, headers, key_id, attributes=None, relationships=None):
-    return call(client, "PATCH", f"/v1/api-keys/{key_id}", headers,
-                resource("api-key", attributes, id_=key_id, relationships=relationships))
-
-
-def key_count(app, user_id):
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.user_id == user_id))
-
-
-def listed_ids(client, headers, path="/v1/api-keys"):
-    response = client.get(path, headers=headers, query_string={"page[size]": 100})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return {int(item["id"]) for item in response.get_json()["data"]}
-
-
-def dump_database(app) -> str:
-    """Every value of every row of every table, as one string."""
-    with app.app_context():
-        return "\n".join(str(value) for table in db.metadata.sorted_tables
-                         for row in db.session.execute(table.select()) for value in row)
 
 
 def resources(response):

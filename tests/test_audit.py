@@ -4,7 +4,7 @@ from flask_sqlalchemy.session import Session as FlaskSession
 
 from app.extensions import db
 from app.models import ApiKey, AuditEvent
-from tests.conftest import JSONAPI, PASSWORD, assert_error, resource
+from tests.helpers import PASSWORD, assert_error, call, resource
 
 
 def events(app):
@@ -13,14 +13,10 @@ def events(app):
                 for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
 
 
-def api(client, method, url, headers, body=None):
-    return client.open(url, method=method, json=body, headers={**headers, "Content-Type": JSONAPI})
-
-
 def test_every_key_mutation_leaves_exactly_one_event(app, client, make, secrets_seen):
     owner = make.user()
     headers = make.headers(owner)
-    created = api(client, "POST", "/v1/api-keys", headers, resource("api-key", {"name": "ci"}))
+    created = call(client, "POST", "/v1/api-keys", headers, resource("api-key", {"name": "ci"}))
     secrets_seen.add(created.get_json()["data"]["attributes"]["secret"])
     key_id = created.get_json()["data"]["id"]
     steps = [
@@ -32,7 +28,7 @@ def test_every_key_mutation_leaves_exactly_one_event(app, client, make, secrets_
         ("DELETE", f"/v1/api-keys/{key_id}", None),
     ]
     for method, url, body in steps:
-        response = api(client, method, url, headers, body)
+        response = call(client, method, url, headers, body)
         assert response.status_code in (200, 201), response.get_json()
         if response.status_code == 201:
             secrets_seen.add(response.get_json()["data"]["attributes"]["secret"])
@@ -50,26 +46,27 @@ def test_every_key_mutation_leaves_exactly_one_event(app, client, make, secrets_
 def test_failed_requests_leave_no_event(app, client, make):
     owner = make.user()
     key = make.key(owner, status="revoked")
-    assert api(client, "POST", f"/v1/api-keys/{key.id}/revoke", make.headers(owner)).status_code == 409
-    assert api(client, "POST", f"/v1/api-keys/{key.id}/revoke", make.headers(make.user())).status_code == 404
+    assert call(client, "POST", f"/v1/api-keys/{key.id}/revoke", make.headers(owner)).status_code == 409
+    assert call(client, "POST", f"/v1/api-keys/{key.id}/revoke", make.headers(make.user())).status_code == 404
     assert events(app) == []
 
 
 def test_account_and_session_events(app, client, make):
-    api(client, "POST", "/v1/users", {}, resource("user", {"email": "ann@example.com", "password": PASSWORD}))
+    call(client, "POST", "/v1/users", {}, resource("user", {"email": "ann@example.com", "password": PASSWORD}))
     client.post("/v1/auth/login", json={"email": "ann@example.com", "password": "wrong password!"})
     client.post("/v1/auth/login", json={"email": "nobody@example.com", "password": "wrong password!"})
     login = client.post("/v1/auth/login", json={"email": "ann@example.com", "password": PASSWORD})
     token = login.get_json()["meta"]["access_token"]
     user_id = int(login.get_json()["meta"]["user_id"])
     bearer = {"Authorization": f"Bearer {token}"}
-    api(client, "PATCH", f"/v1/users/{user_id}", bearer, resource("user", {"password": PASSWORD + "!", "current-password": PASSWORD},
-                                                                  id_=user_id))
+    change = {"password": PASSWORD + "!", "current-password": PASSWORD}
+    call(client, "PATCH", f"/v1/users/{user_id}", bearer, resource("user", change, id_=user_id))
     client.post("/v1/auth/logout", headers=bearer)
     actions = [(action, target_id, tuple(changes)) for action, _, target_id, _, changes in events(app)]
     assert actions == [
         ("user.create", str(user_id), ()), ("auth.login_failed", str(user_id), ()), ("auth.login_failed", None, ()),
-        ("auth.login", str(user_id), ()), ("user.update", str(user_id), ("password",)), ("auth.logout", str(user_id), ()),
+        ("auth.login", str(user_id), ()), ("user.update", str(user_id), ("password",)),
+        ("auth.logout", str(user_id), ()),
     ]
 
 
@@ -86,11 +83,11 @@ def test_an_audit_write_failure_rolls_the_change_back(app, client, make, monkeyp
 
     monkeypatch.setattr(FlaskSession, "flush", fail_on_audit)
     headers = make.headers(owner)
-    assert_error(api(client, "POST", f"/v1/api-keys/{key.id}/revoke", headers), 500)
-    assert_error(api(client, "PATCH", f"/v1/api-keys/{key.id}", headers,
+    assert_error(call(client, "POST", f"/v1/api-keys/{key.id}/revoke", headers), 500)
+    assert_error(call(client, "PATCH", f"/v1/api-keys/{key.id}", headers,
                      resource("api-key", {"name": "renamed"}, id_=key.id)), 500)
-    assert_error(api(client, "DELETE", f"/v1/api-keys/{key.id}", headers), 500)
-    assert_error(api(client, "POST", "/v1/api-keys", headers, resource("api-key", {"name": "new"})), 500)
+    assert_error(call(client, "DELETE", f"/v1/api-keys/{key.id}", headers), 500)
+    assert_error(call(client, "POST", "/v1/api-keys", headers, resource("api-key", {"name": "new"})), 500)
     monkeypatch.undo()
     assert make.row(ApiKey, key.id) == before
     with app.app_context():
@@ -102,7 +99,7 @@ def test_who_sees_which_events(app, client, make, viewer, visible):
     owner = make.user()
     key = make.key(owner, scopes=["keys:read", "keys:write"])
     admin = make.user(admin=True)
-    api(client, "POST", f"/v1/api-keys/{key.id}/suspend", make.headers(admin))  # an admin acts on owner's key
+    call(client, "POST", f"/v1/api-keys/{key.id}/suspend", make.headers(admin))  # an admin acts on owner's key
     headers = {"owner": make.headers(owner), "other": make.headers(make.user()), "admin": make.headers(admin)}[viewer]
     listed = client.get("/v1/audit-events", headers=headers).get_json()
     assert listed["meta"]["count"] == visible
@@ -120,5 +117,5 @@ def test_events_filter_by_action_and_refuse_writes(app, client, make):
     listed = client.get("/v1/audit-events?filter[action]=auth.login", headers=headers).get_json()
     assert [e["attributes"]["action"] for e in listed["data"]] == ["auth.login"]
     assert_error(client.get('/v1/audit-events?filter=[{"name":"ip","op":"like","val":"%"}]', headers=headers), 400)
-    assert_error(api(client, "DELETE", f"/v1/audit-events/{listed['data'][0]['id']}", headers), 405)
-    assert_error(api(client, "POST", "/v1/audit-events", headers, resource("audit-event", {"action": "x"})), 405)
+    assert_error(call(client, "DELETE", f"/v1/audit-events/{listed['data'][0]['id']}", headers), 405)
+    assert_error(call(client, "POST", "/v1/audit-events", headers, resource("audit-event", {"action": "x"})), 405)

@@ -16,26 +16,9 @@ from flask_jwt_extended import create_access_token
 from app import create_app
 from app.extensions import db
 from config import TestingConfig
-from tests.conftest import JSONAPI, PASSWORD, assert_error
+from tests.helpers import JSONAPI, PASSWORD, assert_error, bearer, login, start_session
 
 WRONG_PASSWORD = "not the right passphrase"
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-def login(client, email, password, ip="127.0.0.1"):
-    return client.post("/v1/auth/login", json={"email": email, "password": password},
-                       environ_base={"REMOTE_ADDR": ip})
-
-
-def start_session(client, user, secrets_seen):
-    """Log `user` in through the API; return (access token, refresh token)."""
-    response = login(client, user.email, PASSWORD)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    meta = response.get_json()["meta"]
-    return secrets_seen.add(meta["access_token"], meta["refresh_token"])
 
 
 def read_account(client, user, token):

@@ -1,4 +1,5 @@
 """Operator commands: `keys create|list|revoke|rotate`, run through Flask's CLI runner."""
+import re
 from datetime import timedelta
 
 import pytest
@@ -7,7 +8,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import ApiKey
 from app.models.types import utcnow
-from tests.test_api_keys import KEY_RE, dump_database, key_count, key_header
+from tests.conftest import assert_error
+from tests.test_api_keys import KEY_RE, call, create_key, dump_database, key_count, key_header, register_secret
 
 LIST = "/v1/api-keys"
 
@@ -146,3 +148,82 @@ def test_rotate_refuses_a_revoked_key(make, keys):
     result = keys("rotate", key.id)
     assert result.exit_code != 0 and "Error" in result.output
     assert make.row(ApiKey, key.id) == before
+
+
+# --- one rule per field: the CLI refuses exactly what the API refuses (app/services/key_rules.py) ----
+
+MAX_DAYS, MAX_GRACE = 30, 60
+DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
+SHARED_RULES = [  # (field, value, accepted)
+    ("name", "", False),
+    ("name", " ", True),  # the API's rule: a name is taken as sent, never stripped
+    ("name", "  ci  ", True),
+    ("name", "x" * 100, True),
+    ("name", "x" * 101, False),
+    ("name", " " + "x" * 100, False),  # 100 once stripped: the CLI used to accept it
+    ("scopes", ["keys"], False),
+    ("scopes", ["Keys:Read"], False),
+    ("scopes", ["keys:read", "llm:*"], True),
+    ("scopes", [f"app:s{i}" for i in range(50)], True),
+    ("scopes", [f"app:s{i}" for i in range(51)], False),  # the CLI used to accept any number
+    ("lifetime", timedelta(0), False),
+    ("lifetime", MINUTE, True),
+    ("lifetime", MAX_DAYS * DAY, True),
+    ("lifetime", MAX_DAYS * DAY + MINUTE, False),
+    ("lifetime", (MAX_DAYS + 1) * DAY, False),
+    ("grace", -1, False),
+    ("grace", 0, True),
+    ("grace", MAX_GRACE, True),
+    ("grace", MAX_GRACE + 1, False),
+]
+
+
+POINTERS = {"name": "name", "scopes": "scopes", "lifetime": "expires-at", "grace": "grace-period"}
+OPTIONS = {"name": "--name", "scopes": "--scope", "lifetime": "--expires-in", "grace": "--grace"}
+
+
+def _api_door(client, make, secrets_seen, field, value):
+    """None if the API accepts `value` for `field`, else its 422's detail."""
+    owner = make.user()
+    if field == "grace":
+        response = call(client, "POST", f"{LIST}/{make.key(owner).id}/rotate", make.headers(owner),
+                        {"grace-period": value})
+        register_secret(response, secrets_seen)
+    else:
+        sent = (utcnow() + value).isoformat() if field == "lifetime" else value
+        response = create_key(client, make.headers(owner), secrets_seen, **{POINTERS[field]: sent})
+    if response.status_code in (200, 201):
+        return None
+    return assert_error(response, 422, pointer=f"/data/attributes/{POINTERS[field]}")["detail"]
+
+
+def _cli_door(make, keys, field, value):
+    """None if the CLI accepts `value` for `field`, else the reason it gives for its option."""
+    owner = make.user()
+    if field == "grace":
+        result = keys("rotate", make.key(owner).id, "--grace", value)
+    elif field == "name":
+        result = keys("create", "--user", owner.email, "--name", value)
+    elif field == "scopes":
+        result = keys("create", "--user", owner.email, "--name", "ci", *(arg for scope in value
+                                                                          for arg in ("--scope", scope)))
+    else:
+        result = keys("create", "--user", owner.email, "--name", "ci",
+                      "--expires-in", f"{int(value.total_seconds())}s")
+    if result.exit_code == 0:
+        return None
+    reason = re.search(rf"Error: Invalid value for '?{OPTIONS[field]}'?: (.+)", result.output)
+    assert reason, result.output
+    return reason.group(1)
+
+
+@pytest.mark.parametrize("config_overrides", [{"API_KEY_MAX_LIFETIME_DAYS": MAX_DAYS,
+                                               "API_KEY_MAX_GRACE_SECONDS": MAX_GRACE}])
+@pytest.mark.parametrize("field, value, accepted", SHARED_RULES,
+                         ids=[f"{field}-{i}" for i, (field, _, _) in enumerate(SHARED_RULES)])
+def test_the_cli_and_the_api_share_each_rule(client, make, keys, secrets_seen, field, value, accepted):
+    api = _api_door(client, make, secrets_seen, field, value)
+    cli = _cli_door(make, keys, field, value)
+    assert (api is None, cli is None) == (accepted, accepted), (api, cli)
+    if not accepted:  # the same words; the API puts its attribute's name first ("expires-at must ...")
+        assert api.endswith(cli), (api, cli)

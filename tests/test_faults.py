@@ -31,9 +31,17 @@ from app import create_app
 from app.api.helpers import ratelimit
 from app.extensions import db
 from config import TestingConfig
-from tests.conftest import Factory, assert_error
-from tests.servers import (PausableRedis, PrivatePostgres, backends_pass, fresh_database, gunicorn,
-                           postgres_binaries, run_migrations, service_env)
+from tests.helpers import Factory, assert_error
+from tests.servers import (
+    PausableRedis,
+    PrivatePostgres,
+    backends_pass,
+    fresh_database,
+    gunicorn,
+    postgres_binaries,
+    run_migrations,
+    service_env,
+)
 
 LIMIT = 5
 URL = "/v1/scopes"
@@ -75,7 +83,7 @@ def config_overrides(request):
 
 def answer(response):
     """(status, error code or None) of a test client or requests response."""
-    status = getattr(response, "status_code")
+    status = response.status_code
     if status < 400:
         return status, None
     document = response.get_json() if hasattr(response, "get_json") else response.json()

@@ -15,17 +15,15 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
 
 from app.models import ApiKey
-from tests.conftest import JSONAPI, assert_error, resource
+from tests.helpers import JSONAPI, assert_error, resource
+from tests.servers import ROOT, gunicorn, service_env, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 LISTS = ["/v1/api-keys", "/v1/users", "/v1/users/{user}/api-keys", "/v1/audit-events"]
 HUGE_IDS = ["99999999999999999999", "9223372036854775808", "2147483648"]
 LIMIT = 1024 * 1024  # MAX_CONTENT_LENGTH's default
@@ -166,8 +164,6 @@ def read_until_closed(sock):
 
 
 def test_item5_under_gunicorn_a_large_content_length_is_answered_before_the_body_is_sent(tmp_path):
-    from tests.servers import gunicorn, service_env
-
     env = service_env(f"sqlite:///{tmp_path / 'g.db'}", "memory://")
     with gunicorn(env, workers=1) as base:
         port = int(base.rsplit(":", 1)[1])
@@ -252,14 +248,15 @@ def test_item9_a_deeply_nested_body_is_400(client, make, admin, levels):
     session = make.headers(admin)
     inner = deep(levels)
     bodies = {
-        ("POST", "/v1/users", "{}"): '{"data":{"type":"user","attributes":{"email":%s}}}' % inner,
-        ("POST", "/v1/auth/login", "{}"): '{"email":%s,"password":"x"}' % inner,
-        ("POST", "/v1/api-keys", "session"): '{"data":{"type":"api-key","attributes":{"metadata":{"a":%s}}}}' % inner,
-        ("PATCH", f"/v1/api-keys/{key.id}", "session"): '{"data":{"type":"api-key","id":"%d","attributes":'
-                                                         '{"metadata":{"a":%s}}}}' % (key.id, inner),
-        ("POST", f"/v1/api-keys/{key.id}/rotate", "session"): '{"grace-period":%s}' % inner,
-        ("POST", "/v1/api-keys/verify", "service"): '{"key":%s}' % inner,
-        ("POST", "/v1/api-keys/verify", "session"): '{"key":%s}' % inner,
+        ("POST", "/v1/users", "{}"): '{"data":{"type":"user","attributes":{"email":' + inner + '}}}',
+        ("POST", "/v1/auth/login", "{}"): '{"email":' + inner + ',"password":"x"}',
+        ("POST", "/v1/api-keys", "session"): '{"data":{"type":"api-key","attributes":{"metadata":{"a":'
+                                             + inner + '}}}}',
+        ("PATCH", f"/v1/api-keys/{key.id}", "session"): '{"data":{"type":"api-key","id":"' + str(key.id) + '",'
+                                                         '"attributes":{"metadata":{"a":' + inner + '}}}}',
+        ("POST", f"/v1/api-keys/{key.id}/rotate", "session"): '{"grace-period":' + inner + '}',
+        ("POST", "/v1/api-keys/verify", "service"): '{"key":' + inner + '}',
+        ("POST", "/v1/api-keys/verify", "session"): '{"key":' + inner + '}',
         ("POST", "/v1/users", "{} bare"): inner,
     }
     headers = {"{}": {}, "{} bare": {}, "session": session, "service": service}
@@ -536,11 +533,12 @@ def test_item11_a_secrets_file_that_is_not_json_stops_the_boot_with_a_message(tm
 BOOT = textwrap.dedent("""
     import json, os, sys, time
     os.umask(0o022)
-    while not os.path.exists(sys.argv[1]):
-        time.sleep(0.001)
     from app import create_app
     from app.extensions import db
     from sqlalchemy import text
+    open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()  # imported: ready
+    while not os.path.exists(sys.argv[1]):
+        time.sleep(0.001)
     app = create_app()
     with app.app_context():
         db.session.execute(text("SELECT 1"))  # SQLite creates the file on the first connection
@@ -556,11 +554,15 @@ def test_item11_concurrent_create_app_makes_a_private_instance_folder_secrets_an
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "SECRET_KEY", "JWT_SECRET_KEY", "RATELIMIT_STORAGE_URI", "REDIS_URL")}
     env.update(PYTHONPATH=str(project), LATCHKEY_ENV="development", RATELIMIT_STORAGE_URI="memory://")
-    go = tmp_path / "go"
-    processes = [subprocess.Popen([sys.executable, "-c", BOOT, str(go)], cwd=project, env=env,
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    ready.mkdir()
+    processes = [subprocess.Popen([sys.executable, "-c", BOOT, str(go), str(ready)], cwd=project, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
-    time.sleep(1.0)  # let them all import and wait
-    go.touch()
+    try:
+        wait_until(lambda: len(list(ready.iterdir())) == len(processes)
+                   or any(process.poll() is not None for process in processes), 120, "every boot to import the app")
+    finally:
+        go.touch()  # all at once (or, on a timeout, let them end)
     outputs = [process.communicate(timeout=120) for process in processes]
     assert all(process.returncode == 0 for process in processes), [err[-2000:] for _, err in outputs]
     answers = {out.strip().splitlines()[-1] for out, _ in outputs}

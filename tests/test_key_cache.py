@@ -9,8 +9,7 @@ from app.models import ApiKey
 from app.services import changes
 from app.services.key_cache import key_cache
 from app.services.key_format import generate_key, hash_secret
-from tests.conftest import assert_error, resource
-from tests.test_api_keys import call, key_header, register_secret
+from tests.helpers import assert_error, call, key_header, register_secret, resource
 
 
 @pytest.fixture
@@ -117,17 +116,16 @@ def test_item_7_an_unknown_key_costs_one_lookup_and_a_new_key_works_at_once(app,
 
 
 @pytest.mark.parametrize("config_overrides", [{"KEY_CACHE_SECONDS": 60}])
-def test_item_7_a_key_made_elsewhere_is_found_once_the_unknown_digest_is_forgotten(app, client, make, monkeypatch):
+def test_item_7_a_key_made_elsewhere_is_found_once_the_unknown_digest_is_forgotten(app, client, make, timeline):
     """A key made by another worker: its digest, remembered as unknown here, is forgotten after
     KEY_CACHE_SECONDS (the clock is moved instead of waiting)."""
-    import app.services.key_cache as module
-
     owner = make.user()
     key = make.key(owner)
     probe = key.secret
     with app.app_context():  # as if this worker had seen the secret before the key existed
-        key_cache()._unknown[hash_secret(probe)] = module.time.monotonic()
+        key_cache()._unknown[hash_secret(probe)] = timeline()
     assert_error(client.get("/v1/api-keys", headers=key_header(probe)), 401, code="NOT_FOUND")
-    later = module.time.monotonic() + 61
-    monkeypatch.setattr(module.time, "monotonic", lambda: later)
+    timeline.advance(59.5)
+    assert_error(client.get("/v1/api-keys", headers=key_header(probe)), 401, code="NOT_FOUND")
+    timeline.advance(0.5)
     assert client.get("/v1/api-keys", headers=key_header(probe)).status_code == 200

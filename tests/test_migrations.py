@@ -17,8 +17,10 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy.engine import make_url
 
-from app import create_app
-from app import models  # noqa: F401  (registers every table in db.metadata)
+from app import (
+    create_app,
+    models,  # noqa: F401  (registers every table in db.metadata)
+)
 from app.extensions import db
 from config import TestingConfig
 

@@ -23,7 +23,7 @@ import dataclasses
 import ipaddress
 import itertools
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -31,9 +31,18 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from app.services import scopes as scope_rules
-from app.services.narrowing import (COLUMNS, Restrictions, allowance_covered, columns_of, expiry_covered,
-                                    first_widening, inherit, networks_covered, rate_limits_covered,
-                                    scopes_covered)
+from app.services.narrowing import (
+    COLUMNS,
+    Restrictions,
+    allowance_covered,
+    columns_of,
+    expiry_covered,
+    first_widening,
+    inherit,
+    networks_covered,
+    rate_limits_covered,
+    scopes_covered,
+)
 
 PROPERTY = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -247,7 +256,7 @@ def test_allowlist_examples(parent, child, verdict):
 
 # --- expiry ----------------------------------------------------------------------------------------
 
-NOW = datetime(2031, 5, 17, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2031, 5, 17, 12, 0, tzinfo=UTC)
 MICRO = timedelta(microseconds=1)
 expiries = st.one_of(st.none(),
                      st.integers(-3, 3).map(lambda s: NOW + timedelta(seconds=s)),

@@ -4,21 +4,30 @@ One matrix: every principal x every route that mutates a key or an account or is
 Every refusal also proves that nothing changed: not the database, not the worker's key cache, not
 the audit trail. Then one regression test per finding of the red team, named for it.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable
 
 import pytest
 from sqlalchemy import update
 
-from app.api.verify import VerifyFastPath
+from app.api.verify_fast_path import VerifyFastPath
 from app.extensions import db
 from app.models import ApiKey, AuditEvent, User
 from app.models.types import utcnow
 from app.services import lifecycle
 from app.services.key_cache import key_cache
-from tests.conftest import PASSWORD, assert_error, resource
-from tests.test_api_keys import bearer, call, dump_database, key_header, register_secret
+from tests.helpers import (
+    PASSWORD,
+    assert_error,
+    bearer,
+    call,
+    dump_database,
+    key_header,
+    register_secret,
+    resource,
+    start_session,
+)
 
 NEW_PASSWORD = "a new and much longer passphrase"
 
@@ -42,7 +51,7 @@ def set_admin(app, user, admin):
 def cached_record(app, secret):
     """What this worker's key cache answers for `secret` now."""
     with app.test_request_context():
-        return key_cache().find(secret, app.config["API_KEY_PREFIX"], app.config["KEY_CACHE_SECONDS"])
+        return key_cache().find(secret)
 
 
 # --- the principals ---------------------------------------------------------------------------------
@@ -209,7 +218,8 @@ def test_finding_1_a_key_cannot_act_on_a_wider_sibling(app, client, make, secret
     if action == "delete":
         response = call(client, "DELETE", url, key_header(attacker.secret))
     elif action == "patch":
-        response = call(client, "PATCH", url, key_header(attacker.secret), resource("api-key", {"name": "x"}, sibling.id))
+        response = call(client, "PATCH", url, key_header(attacker.secret),
+                        resource("api-key", {"name": "x"}, sibling.id))
     else:
         response = call(client, "POST", f"{url}/{action}", key_header(attacker.secret))
     assert register_secret(response, secrets_seen) is None
@@ -250,7 +260,8 @@ def test_finding_2_a_session_changes_its_password_or_email_only_with_the_current
     secrets_seen.add(NEW_PASSWORD)
     before = make.row(User, owner.id)
     given = {**attributes, **({"current-password": current} if current else {})}
-    response = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(owner), resource("user", given, id_=owner.id))
+    response = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(owner),
+                    resource("user", given, id_=owner.id))
     assert_error(response, 403, code="CURRENT_PASSWORD_REQUIRED", pointer="/data/attributes/current-password")
     assert make.row(User, owner.id) == before
 
@@ -322,13 +333,6 @@ def test_finding_3_a_key_cannot_reactivate_a_suspended_sibling(client, make):
     assert make.row(ApiKey, sibling.id)["status"] == "suspended"
 
 
-def _login(client, user, password=PASSWORD):
-    response = client.post("/v1/auth/login", json={"email": user.email, "password": password})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    meta = response.get_json()["meta"]
-    return meta["access_token"], meta["refresh_token"]
-
-
 def _session_works(client, user, access, refresh):
     read = client.get(f"/v1/users/{user.id}", headers=bearer(access)).status_code
     renewed = client.post("/v1/auth/refresh", headers=bearer(refresh)).status_code
@@ -338,7 +342,7 @@ def _session_works(client, user, access, refresh):
 def test_finding_4_a_password_change_ends_every_other_session(app, client, make, secrets_seen):
     """High: old access and refresh tokens kept working after the password changed."""
     owner = make.user()
-    stolen, mine = secrets_seen.add(*_login(client, owner)), secrets_seen.add(*_login(client, owner))
+    stolen, mine = start_session(client, owner, secrets_seen), start_session(client, owner, secrets_seen)
     secrets_seen.add(NEW_PASSWORD)
     assert _session_works(client, owner, *stolen)
     response = call(client, "PATCH", f"/v1/users/{owner.id}", bearer(mine[0]),
@@ -354,23 +358,23 @@ def test_finding_4_a_password_change_ends_every_other_session(app, client, make,
 
 def test_finding_4_an_admin_reset_ends_every_session_of_the_account(client, make, secrets_seen):
     owner, admin = make.user(), make.user(admin=True)
-    tokens = secrets_seen.add(*_login(client, owner))
+    tokens = start_session(client, owner, secrets_seen)
     secrets_seen.add(NEW_PASSWORD)
     response = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(admin),
                     resource("user", {"password": NEW_PASSWORD}, id_=owner.id))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert_error(client.get(f"/v1/users/{owner.id}", headers=bearer(tokens[0])), 401, code="TOKEN_REVOKED")
-    assert _session_works(client, owner, *_login(client, owner, NEW_PASSWORD))
+    assert _session_works(client, owner, *start_session(client, owner, secrets_seen, NEW_PASSWORD))
 
 
 def test_finding_4_sign_out_everywhere(client, make, secrets_seen):
     owner = make.user()
-    first, second = secrets_seen.add(*_login(client, owner)), secrets_seen.add(*_login(client, owner))
+    first, second = start_session(client, owner, secrets_seen), start_session(client, owner, secrets_seen)
     assert client.post("/v1/auth/logout-all", headers=bearer(first[0])).status_code == 204
     for access, refresh in (first, second):
         assert_error(client.get(f"/v1/users/{owner.id}", headers=bearer(access)), 401, code="TOKEN_REVOKED")
         assert_error(client.post("/v1/auth/refresh", headers=bearer(refresh)), 401, code="TOKEN_REVOKED")
-    assert _session_works(client, owner, *_login(client, owner))  # a new login is a new session
+    assert _session_works(client, owner, *start_session(client, owner, secrets_seen))  # a new login is a new session
 
 
 @pytest.mark.parametrize("way_in", ["fast path", "flask view"])
@@ -378,7 +382,7 @@ def test_finding_4_sign_out_everywhere(client, make, secrets_seen):
 def test_finding_5_a_demoted_admins_key_stops_verifying(app, client, make, monkeypatch, way_in, scopes):
     """Medium: a demoted admin's keys:verify key kept verifying every user's keys."""
     if way_in == "flask view":
-        monkeypatch.setattr(VerifyFastPath, "_accept", staticmethod(lambda environ, body: None))
+        monkeypatch.setattr(VerifyFastPath, "takes", lambda self, environ: False)
     admin, user = make.user(admin=True), make.user()
     service = key_header(make.key(admin, scopes=scopes).secret)
     checked = make.key(user, scopes=["llm:*"])
@@ -474,7 +478,8 @@ def test_found_in_review_an_admin_key_cannot_make_an_admin(client, make, how):
                         resource("user", {"email": "new.boss@example.com", "password": PASSWORD, "is-admin": True}))
     assert_error(response, 403, code="SESSION_REQUIRED")
     assert make.row(User, accomplice.id)["is_admin"] is False
-    assert client.post("/v1/auth/login", json={"email": "new.boss@example.com", "password": PASSWORD}).status_code == 401
+    login = client.post("/v1/auth/login", json={"email": "new.boss@example.com", "password": PASSWORD})
+    assert login.status_code == 401
 
 
 @pytest.mark.parametrize("config_overrides", [{"RATE_LIMIT_ACCOUNT_CHANGE": "3 per hour"}])

@@ -4,7 +4,7 @@ import pytest
 
 from app import create_app
 from config import TestingConfig
-from tests.conftest import JSONAPI, assert_error, resource
+from tests.helpers import JSONAPI, assert_error, resource
 
 LIMIT = 3
 

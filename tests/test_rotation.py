@@ -6,8 +6,7 @@ import pytest
 from app.models import ApiKey
 from app.models.types import utcnow
 from app.services import verifier
-from tests.conftest import assert_error
-from tests.test_api_keys import KEY_RE, call, key_header, register_secret
+from tests.helpers import KEY_RE, assert_error, call, key_header, register_secret
 
 LIST = "/v1/api-keys"
 SECOND = timedelta(seconds=1)

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import ApiKey, KeyUsage
+from tests.helpers import Seeder, delete_keys
 from tests.servers import fresh_database, gunicorn_master, redis_url_or_none, run_migrations, service_env
 
 pytestmark = pytest.mark.skipif(redis_url_or_none() is None, reason="needs RATELIMIT_STORAGE_URI=redis://...")
@@ -152,8 +153,6 @@ class Soak:
 
 
 def test_soak_mixed_load_with_two_graceful_reloads(tmp_path):
-    from tests.test_processes import Seeder
-
     log_path = tmp_path / "gunicorn.log"
     with fresh_database(tmp_path) as database_url:
         env = service_env(database_url, redis_url_or_none(), RATE_LIMIT_DEFAULTS="1000000 per minute",
@@ -195,10 +194,10 @@ def test_soak_mixed_load_with_two_graceful_reloads(tmp_path):
                 with ThreadPoolExecutor(16) as executor:
                     for key_id in revoked:
                         secret = pool.secrets[key_id]
-                        verifications = list(executor.map(lambda _: requests.post(
+                        verifications = list(executor.map(lambda _, secret=secret: requests.post(
                             f"{master.base}/v1/api-keys/verify", json={"key": secret}, headers=soak.verifier,
                             timeout=30).json()["meta"]["code"], range(16)))
-                        calls = list(executor.map(lambda _: requests.get(
+                        calls = list(executor.map(lambda _, key_id=key_id, secret=secret: requests.get(
                             f"{master.base}/v1/api-keys/{key_id}", headers={"X-API-Key": secret}, timeout=30),
                             range(8)))
                         for code in verifications:
@@ -236,3 +235,4 @@ def test_soak_mixed_load_with_two_graceful_reloads(tmp_path):
             assert elapsed < 120
         finally:
             seeder.close()
+            delete_keys(env["RATELIMIT_STORAGE_URI"], env["RATELIMIT_KEY_PREFIX"])  # the service has stopped

@@ -1,7 +1,7 @@
 """Usage analytics: per-key time series by outcome, and the caller's summary."""
 import pytest
 
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 
 @pytest.fixture
@@ -71,7 +71,8 @@ def test_who_may_read_a_keys_usage(client, make, actor, status):
     assert client.get(f"/v1/api-keys/{key.id}/usage", headers=headers).status_code == status
 
 
-@pytest.mark.parametrize("query", ["granularity=minute", "from=yesterday", "from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
+@pytest.mark.parametrize("query", ["granularity=minute", "from=yesterday",
+                                   "from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
                                    "from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&granularity=hour"])
 def test_bad_usage_parameters_are_400(client, make, query):
     owner = make.user()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -22,6 +22,7 @@ from sqlalchemy import delete, event, func, select
 from app.extensions import db
 from app.models import ApiKey, KeyUsage
 from app.services import usage
+from tests.helpers import Seeder, delete_keys
 from tests.servers import ROOT, fresh_database, gunicorn_master, redis_url_or_none, run_migrations, service_env
 
 needs_redis = pytest.mark.skipif(redis_url_or_none() is None, reason="needs RATELIMIT_STORAGE_URI=redis://...")
@@ -230,15 +231,15 @@ def test_item3_concurrent_flushes_of_the_same_keys_never_deadlock(app, make, dat
     for _ in range(rounds):
         buffers = [usage.UsageBuffer(app), usage.UsageBuffer(app)]
         # Two workers saw the same keys in opposite orders: their batches list rows in those orders.
-        for buffer, order in zip(buffers, (keys, keys[::-1])):
+        for buffer, order in zip(buffers, (keys, keys[::-1]), strict=True):
             for key_id in order:
-                buffer.key_used(key_id, datetime.now(timezone.utc))
+                buffer.key_used(key_id, datetime.now(UTC))
                 for outcome in outcomes:
                     buffer.count(key_id, outcome, 1)
                     expected[(key_id, outcome)] += 1
         barrier = threading.Barrier(2)
 
-        def flush(buffer):
+        def flush(buffer, barrier=barrier):
             barrier.wait()
             buffer.flush()
 
@@ -254,7 +255,7 @@ def test_item3_a_batch_kept_through_an_outage_is_bounded_and_what_is_dropped_is_
                                                                                        monkeypatch):
     key = make.key(make.user())
     buffer = app.extensions["latchkey_usage"]
-    hours = [datetime(2026, 11, 22, h, 30, tzinfo=timezone.utc) for h in range(8)]
+    hours = [datetime(2026, 11, 22, h, 30, tzinfo=UTC) for h in range(8)]
     failing = FailingStatements(app, times=-1)  # the database stays down for 8 flushes
     try:
         for hour in hours:
@@ -279,8 +280,6 @@ def test_item3_a_batch_kept_through_an_outage_is_bounded_and_what_is_dropped_is_
 # Item 2, across processes: a graceful reload (SIGHUP) and a graceful stop lose nothing.
 
 def seed(env, keys):
-    from tests.test_processes import Seeder
-
     seeder = Seeder(env)
     service_id, _ = seeder.user("durability-service@example.com", admin=True)
     verifier = seeder.key(service_id, scopes=["keys:verify"])
@@ -371,3 +370,4 @@ def test_item2_a_graceful_reload_and_stop_lose_no_usage(tmp_path):
             assert totals(seeder.app) == load.expected()
         finally:
             seeder.close()
+            delete_keys(env["RATELIMIT_STORAGE_URI"], env["RATELIMIT_KEY_PREFIX"])  # the service has stopped

@@ -10,29 +10,14 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import User
-from tests.conftest import JSONAPI, PASSWORD, assert_error, resource
+from tests.helpers import JSONAPI, PASSWORD, assert_error, bearer, call, login, resource
 
 NEW_EMAIL = "renamed@example.com"
 NEW_PASSWORD = "a different passphrase, long enough"
 
 
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-def send(client, method, path, headers=None, body=None):
-    """Send a JSON:API request; `body` is a request document or None."""
-    headers = {"Content-Type": JSONAPI, **(headers or {})}
-    return client.open(path, method=method, headers=headers, json=body)
-
-
 def sign_up(client, attributes, headers=None, id_=None):
-    return send(client, "POST", "/v1/users", headers, resource("user", attributes, id_))
-
-
-def login(client, email, password):
-    return client.post("/v1/auth/login", json={"email": email, "password": password})
+    return call(client, "POST", "/v1/users", headers, resource("user", attributes, id_))
 
 
 def user_count(app):
@@ -92,7 +77,7 @@ def test_permission_matrix(client, make, people, endpoint, actor, status, code):
     method, path, body = ENDPOINTS[endpoint](target)
     before = make.row(User, target.id)
 
-    response = send(client, method, path, headers, body)
+    response = call(client, method, path, headers, body)
 
     after = make.row(User, target.id)
     if status >= 400:
@@ -111,7 +96,7 @@ def test_another_users_account_is_indistinguishable_from_a_missing_one(client, m
 
     def attempt(user_id):
         body = resource("user", {"email": NEW_EMAIL}, user_id) if method == "PATCH" else None
-        return send(client, method, f"/v1/users/{user_id}", headers, body)
+        return call(client, method, f"/v1/users/{user_id}", headers, body)
 
     foreign, missing = attempt(people["self"].id), attempt(missing_id)
 
@@ -175,7 +160,7 @@ def test_api_key_acts_as_its_owner_within_its_scopes(client, make, people, heade
     body = resource("user", {"email": NEW_EMAIL}, people[target].id) if method == "PATCH" else None
     before = make.row(User, people["self"].id)
 
-    response = send(client, method, path, headers, body)
+    response = call(client, method, path, headers, body)
 
     if status >= 400:
         assert_error(response, status, code)
@@ -282,7 +267,7 @@ def _list_response(client, make, people):
 
 def _patch_response(client, make, people):
     target = people["self"]
-    return send(client, "PATCH", f"/v1/users/{target.id}", make.headers(target),
+    return call(client, "PATCH", f"/v1/users/{target.id}", make.headers(target),
                 resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, target.id))
 
 
@@ -306,7 +291,7 @@ def test_new_password_works_and_old_one_does_not(client, make, secrets_seen):
     user = make.user()
     secrets_seen.add(NEW_PASSWORD)
 
-    response = send(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
+    response = call(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
                     resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, user.id))
 
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -328,7 +313,7 @@ def test_patch_refusals_change_nothing(client, make, attributes, status, code, p
     user = make.user()
     before = make.row(User, user.id)
 
-    response = send(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
+    response = call(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
                     resource("user", attributes, user.id))
 
     assert_error(response, status, code, pointer)
@@ -339,7 +324,7 @@ def test_patch_refusals_change_nothing(client, make, attributes, status, code, p
 def test_deleted_account_token_is_refused(client, make):
     user = make.user()
     headers = make.headers(user)
-    assert send(client, "DELETE", f"/v1/users/{user.id}", headers).status_code == 200
+    assert call(client, "DELETE", f"/v1/users/{user.id}", headers).status_code == 200
 
     assert make.row(User, user.id) is None
     assert_error(client.get(f"/v1/users/{user.id}", headers=headers), 401, "INVALID_TOKEN")
@@ -351,7 +336,7 @@ def test_deleted_account_api_key_is_refused_at_once(client, make):
     key = make.key(user, scopes=["users:read", "users:write"])
     assert client.get(f"/v1/users/{user.id}", headers={"X-API-Key": key.secret}).status_code == 200
 
-    assert send(client, "DELETE", f"/v1/users/{user.id}", make.headers(user)).status_code == 200
+    assert call(client, "DELETE", f"/v1/users/{user.id}", make.headers(user)).status_code == 200
 
     assert_error(client.get(f"/v1/users/{user.id}", headers={"X-API-Key": key.secret}), 401, "NOT_FOUND")
 
@@ -368,7 +353,7 @@ class TestTheNextAccountInheritsNothing:
         departed = make.user()
         key = make.key(departed, scopes=["users:read"])
         headers = make.headers(departed) if credential == "jwt" else {"X-API-Key": key.secret}
-        assert send(client, "DELETE", f"/v1/users/{departed.id}", make.headers(departed)).status_code == 200
+        assert call(client, "DELETE", f"/v1/users/{departed.id}", make.headers(departed)).status_code == 200
 
         created = sign_up(client, {"email": "newcomer@example.com", "password": PASSWORD})
         assert created.status_code == 201

@@ -67,7 +67,8 @@ def test_a_valid_key_and_what_the_answer_carries(client, make, service, owner, s
 def test_every_failure_code(client, make, service, owner, attributes, fields, code):
     key = make.key(owner, **{"scopes": ["keys:read"], **attributes})
     meta = check(client, service, **{"key": key.secret, **fields})
-    assert meta == {"valid": False, "code": code, **({"missing-scopes": fields["scopes"]} if code == "INSUFFICIENT_SCOPES" else {})}
+    missing = {"missing-scopes": fields["scopes"]} if code == "INSUFFICIENT_SCOPES" else {}
+    assert meta == {"valid": False, "code": code, **missing}
 
 
 def test_rate_limited_then_quota_then_budget(client, make, service, owner):
@@ -167,3 +168,23 @@ def test_requests_and_verifications_share_the_keys_rate_limit(client, make, serv
     assert meta["code"] == "VALID" and meta["rate-limit"]["remaining"] == 0
     assert check(client, service, key.secret)["code"] == "RATE_LIMITED"
     assert client.get("/v1/api-keys", headers={"X-API-Key": key.secret}).status_code == 429
+
+
+def test_the_verifiers_buckets_are_the_ones_flask_limiter_counts_the_keys_requests_in(app, client, make):
+    """The verifier counts a key's own rate limit in flask-limiter's buckets, whose names it builds
+    itself (admission.key_buckets): an upgrade of flask-limiter that names them otherwise fails here."""
+    from app.extensions import limiter
+    from app.services.admission import key_buckets
+
+    key = make.key(make.user(), rate_limit="5/minute;100/hour")
+    reported = []
+
+    @app.after_request
+    def report(response):
+        reported.extend(limit.key for limit in limiter.current_limits)
+        return response
+
+    assert client.get("/v1/scopes", headers={"X-API-Key": key.secret}).status_code == 200
+    with app.app_context():
+        names = {bucket.name for bucket in key_buckets(app.config["RATELIMIT_KEY_PREFIX"], key.id, "5/minute;100/hour")}
+    assert len(names) == 2 and names <= set(reported), (names, reported)

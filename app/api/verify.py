@@ -10,11 +10,11 @@ the body, verifying the key in it, counting that key's usage, and the answer doc
 view below calls it, and so does the WSGI fast path (verify_fast_path.py), which spares the
 services' hot path Flask's request machinery when none of the app's request hooks has work to do.
 
-Callers that fail to authenticate are limited per client IP (RATE_LIMIT_AUTH_FAILURES). Once an
-address is over that limit it gets 429 for every credential that would cost a database lookup and
-for every failure: only a caller key already cached by this worker (a valid one, that costs nothing
-to check) is still served. Authenticated callers are never limited here: the limits that apply are
-those of the keys they check (and the caller key's own quota, if it has one).
+Callers that fail to authenticate are counted per client IP (RATE_LIMIT_AUTH_FAILURES): once an
+address is over that limit, each failure there is answered 429 instead of 401 or 403. A valid
+caller is always served, whatever others failed from its address (a shared proxy or NAT): callers
+are never limited here, the limits that apply are those of the keys they check (and the caller
+key's own quota, if it has one).
 """
 import functools
 import ipaddress
@@ -33,7 +33,6 @@ from app.extensions import limiter
 from app.models.types import utcnow
 from app.services import allowances, usage
 from app.services import scopes as scope_rules
-from app.services.key_cache import key_cache
 from app.services.verifier import Outcome, verify
 
 PATH = "/v1/api-keys/verify"
@@ -45,11 +44,8 @@ HEADERS = {"Content-Type": JSONAPI, "Cache-Control": "no-store"}
 def answer(api_key_header: str | None, authorization: str, address: str, mimetype: str, body: bytes):
     """Run the pipeline for a request with these headers, client address, media type and body;
     return (document, headers) of its 200 answer, or raise the ApiError it answers instead."""
-    failures = _FailureLimit(address)
     try:
         kind, credential = credential_from(api_key_header, authorization)
-        if not (kind == "key" and key_cache().holds(credential)):
-            failures.refuse_if_over()  # before any lookup
         caller = authenticate(kind, credential, address)
         if caller is None:
             raise authentication_required()
@@ -57,10 +53,8 @@ def answer(api_key_header: str | None, authorization: str, address: str, mimetyp
         if caller.key is None and not caller.is_admin:
             raise ApiError(403, "Forbidden", "Verification needs a key with keys:verify or an admin's session.",
                            code="INSUFFICIENT_SCOPES")
-    except _TooManyFailures:
-        raise
-    except ApiError:
-        failures.count()
+    except ApiError as refusal:
+        _FailureLimit(address).count(refusal)
         raise
     headers = charge_quota(caller.key) if caller.key is not None and caller.key.quota_limit is not None else {}
     document = verify_and_count(*read_request(read_attributes(mimetype, body)))
@@ -140,10 +134,6 @@ def _meta(verdict, cost) -> dict:
     return meta
 
 
-class _TooManyFailures(ApiError):
-    pass
-
-
 class _FailureLimit:
     """RATE_LIMIT_AUTH_FAILURES for one client address, in the limiter's storage."""
 
@@ -151,22 +141,17 @@ class _FailureLimit:
         self.limits = _parsed(current_app.config["RATE_LIMIT_AUTH_FAILURES"])
         self.bucket = (current_app.config["RATELIMIT_KEY_PREFIX"], FAILURE_SCOPE, address)
 
-    def refuse_if_over(self):
-        if not self._each(limiter.limiter.test, True):
-            raise _TooManyFailures(429, "Too many requests", "Too many failed authentications from this address.",
-                                   code="RATE_LIMITED", headers={"Retry-After": str(self.limits[0].get_expiry())})
-
-    def count(self):
-        self._each(limiter.limiter.hit, None)
-
-    def _each(self, check, on_storage_error):
-        """Whether `check` holds for every limit; the storage error policy decides when the storage
-        is unreachable (`on_storage_error` is then the answer under `open`)."""
+    def count(self, refusal: ApiError):
+        """Count a failed authentication; 429 instead of `refusal` once the address is over its limit
+        (under the `open` storage error policy, `refusal` stands while the storage is unreachable)."""
         try:
-            return all([check(item, *self.bucket) for item in self.limits])
+            within = all([limiter.limiter.hit(item, *self.bucket) for item in self.limits])
         except RedisError:
             allowances.tolerate_storage_error("failed-authentication limit")
-            return on_storage_error
+            return
+        if not within:
+            raise ApiError(429, "Too many requests", "Too many failed authentications from this address.",
+                           code="RATE_LIMITED", headers={"Retry-After": str(self.limits[0].get_expiry())}) from refusal
 
 
 @functools.lru_cache(maxsize=8)

@@ -38,26 +38,34 @@ class Allowance:
     period: str
 
     def counter(self, now):
+        """Return (the name of its counter for the window that holds `now`, when that window resets)."""
         window, reset_at = period_window(self.period, now)
         namespace = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
         return f"{namespace}latchkey:{self.kind}:{self.key_id}:{window}", reset_at
 
+    def charge(self, amount: int, now: datetime, namespace: str) -> "Charge":
+        """The Charge of `amount` to its counter (under `namespace`) for the window that holds `now`."""
+        return _charge(self, amount, now.date(), namespace)
+
     def state(self, used: int | None, now: datetime) -> dict:
         """The allowance as documents show it: its limit, what is used and what remains (None when
         unknown), and when its window resets."""
-        reset_at = period_window(self.period, now)[1]
         return {"limit": self.limit, "period": self.period, "used": used,
                 "remaining": None if used is None else max(self.limit - used, 0),
-                "resets-at": reset_at.isoformat() if reset_at else None}
+                "resets-at": _reset_text(self.period, now.date())}
 
 
 @dataclass(frozen=True)
 class Bucket:
     """One of a key's own rate limits, as flask-limiter counts it: a fixed-window bucket."""
 
-    name: str  # flask-limiter's bucket name (app/api/helpers/ratelimit.py: key_rate_buckets)
+    name: str  # flask-limiter's bucket name (key_buckets)
     limit: int
     window: int  # seconds
+
+    def charge(self) -> "Charge":
+        """The Charge of one request to the bucket."""
+        return _bucket_charge(self)
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,26 @@ class Charge:
     name: str
     amount: int
     expiry: float
+
+
+# The hot path charges the same counters again and again: their Charges are made once per window.
+@functools.lru_cache(maxsize=4096)
+def _charge(allowance: Allowance, amount: int, day: date, namespace: str) -> Charge:
+    window, reset_at = _window(allowance.period, day)
+    # Counters outlive their window by a day, so "used" stays readable around the boundary.
+    expiry = (reset_at + timedelta(days=1)).timestamp() if reset_at else 0
+    return Charge(allowance, f"{namespace}latchkey:{allowance.kind}:{allowance.key_id}:{window}", amount, expiry)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_charge(bucket: Bucket) -> Charge:
+    return Charge(bucket, bucket.name, 1, bucket.window)
+
+
+@functools.lru_cache(maxsize=64)
+def _reset_text(period: str, day: date) -> str | None:
+    reset_at = _window(period, day)[1]
+    return reset_at.isoformat() if reset_at else None
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,18 @@ concurrent workers can never admit more than a limit in total. On memory:// they
 process, like the limits themselves. Every Redis call here goes through the storage's circuit
 breaker (app/services/breaker.py): while Redis hangs or is down they fail at once with a RedisError.
 """
+import functools
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from flask import current_app
 from redis.exceptions import RedisError
 
 from app.extensions import limiter
 from app.services import breaker
-from app.services.admission import Admission, Allowance, Bucket, Charge
+from app.services.admission import Admission, Allowance, Bucket, key_buckets
 from app.services.redis_counters import RedisCounters
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ class MemoryCounters:
     """Counters of one process (memory://): the rate-limit buckets are flask-limiter's own, counted
     with the limiter storage's `incr`; allowances are added under a lock, all or none."""
 
-    def __init__(self, storage):
+    def __init__(self, storage, namespace: str = ""):
+        self.namespace = namespace  # RATELIMIT_KEY_PREFIX, which allowance counters' names start with
         self._storage = storage
         self._lock = threading.Lock()
-        self._values = {}  # name -> (value, expires at epoch or None)
+        self._values: dict[str, tuple] = {}  # name -> (value, expires at epoch or None)
 
     def _live(self, name):
         value, expires = self._values.get(name, (0, None))
@@ -88,7 +90,8 @@ def init_app(app, storage):
     """Give the app the counters of its limiter storage: Redis (shared by every worker and host,
     with leases) or this process's memory. They live in app.extensions["latchkey_counters"]."""
     redis_backed = hasattr(storage, "get_connection")  # the Redis, Sentinel and Cluster storages
-    app.extensions["latchkey_counters"] = RedisCounters(storage) if redis_backed else MemoryCounters(storage)
+    counters = RedisCounters if redis_backed else MemoryCounters
+    app.extensions["latchkey_counters"] = counters(storage, app.config["RATELIMIT_KEY_PREFIX"])
 
 
 def _counters():
@@ -100,14 +103,32 @@ def admit(buckets, allowances, now: datetime) -> Admission:
 
     `buckets` are Buckets, counted first, stopping at the first one over its limit; `allowances`
     are (Allowance, amount) pairs. Raises RedisError when the storage cannot be reached."""
-    charges = [Charge(bucket, bucket.name, 1, bucket.window) for bucket in buckets]
-    for allowance, amount in allowances:
-        name, reset_at = allowance.counter(now)
-        # Counters outlive their window by a day, so "used" stays readable around the boundary.
-        charges.append(Charge(allowance, name, amount, (reset_at + timedelta(days=1)).timestamp() if reset_at else 0))
-    if not charges:
+    if not buckets and not allowances:
         return Admission(None)  # a key without limits costs no round trip
-    return _counters().admit(charges)
+    counters = _counters()
+    charges = [bucket.charge() for bucket in buckets]
+    charges += [allowance.charge(amount, now, counters.namespace) for allowance, amount in allowances]
+    return counters.admit(charges)
+
+
+def admit_key(record, cost: int, now: datetime) -> Admission:
+    """Admit one verification of a key (a KeyRecord): a hit on each bucket of its own rate limit
+    (flask-limiter's, which its API requests count in too), 1 on its quota, `cost` on its budget."""
+    if not record.rate_limit and record.quota_limit is None and record.budget_limit is None:
+        return Admission(None)
+    counters = _counters()
+    charges = _key_charges(counters.namespace, record.id, record.rate_limit, record.quota_limit, record.quota_period,
+                           record.budget_limit, record.budget_period, cost, now.date())
+    return counters.admit(charges)
+
+
+@functools.lru_cache(maxsize=4096)  # the hot path charges the same keys the same amounts all day
+def _key_charges(namespace, key_id, rate_limit, quota_limit, quota_period, budget_limit, budget_period, cost, day):
+    buckets = key_buckets(namespace, key_id, rate_limit) if rate_limit else ()
+    allowances = _allowances(key_id, quota_limit, quota_period, budget_limit, budget_period)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return tuple([bucket.charge() for bucket in buckets] + [
+        allowance.charge(1 if allowance.kind == "quota" else cost, start, namespace) for allowance in allowances])
 
 
 def used(allowance: Allowance, now: datetime) -> int:
@@ -119,14 +140,17 @@ def reset(allowance: Allowance, now: datetime):
     _counters().clear(allowance.counter(now)[0])
 
 
-def allowances_of(record) -> list:
+def allowances_of(record) -> tuple:
     """Return the quota and budget Allowances a key (model or KeyRecord) carries."""
-    found = []
-    for kind in ("quota", "budget"):
-        limit = getattr(record, f"{kind}_limit")
-        if limit is not None:
-            found.append(Allowance(kind, record.id, limit, getattr(record, f"{kind}_period")))
-    return found
+    return _allowances(record.id, record.quota_limit, record.quota_period, record.budget_limit, record.budget_period)
+
+
+@functools.lru_cache(maxsize=4096)
+def _allowances(key_id, quota_limit, quota_period, budget_limit, budget_period) -> tuple:
+    found = [Allowance("quota", key_id, quota_limit, quota_period)] if quota_limit is not None else []
+    if budget_limit is not None:
+        found.append(Allowance("budget", key_id, budget_limit, budget_period))
+    return tuple(found)
 
 
 def allowance_state(key, kind: str):

@@ -84,15 +84,18 @@ class KeyCache:
     worker that created it (refresh_key_cache) and within `ttl` elsewhere.
     """
 
-    def __init__(self):
-        self._entries = {}
-        self._unknown = {}  # digest -> monotonic time it was found missing
-        self._seq = None  # the last change log entry applied
+    def __init__(self, prefix: str, ttl: float):
+        self.prefix = prefix  # API_KEY_PREFIX: a secret without it is no key
+        self.ttl = ttl  # KEY_CACHE_SECONDS
+        self._entries: dict[str, KeyRecord] = {}
+        self._unknown: dict[str, float] = {}  # digest -> monotonic time it was found missing
+        self._seq: int | None = None  # the last change log entry applied
         self._checked_at = float("-inf")
 
-    def find(self, secret: str, prefix: str, ttl: float):
+    def find(self, secret: str):
         """Return the record of the key `secret`, or None. A malformed key or a bad checksum is
         refused before any database lookup; a cached digest is always a well-formed key's."""
+        ttl = self.ttl
         now = clock.monotonic()
         if now - self._checked_at >= ttl:
             self.catch_up()
@@ -101,21 +104,16 @@ class KeyCache:
             return None
         digest = hash_secret(secret)
         record = self._entries.get(digest)
-        if record is None and is_well_formed(secret, prefix):
+        if record is None and is_well_formed(secret, self.prefix):
             missed_at = self._unknown.get(digest)
             if missed_at is not None and now - missed_at < ttl:
                 return None
             record = _load(digest)
-            cache = self._entries if record is not None else self._unknown
-            if len(cache) >= CACHE_MAX_ENTRIES:
-                cache.clear()
-            cache[digest] = record if record is not None else now
+            if record is not None:
+                _remember(self._entries, digest, record)
+            else:
+                _remember(self._unknown, digest, now)
         return record
-
-    def holds(self, secret: str) -> bool:
-        """Whether `secret` is a key this cache holds: finding it would cost no database read (its
-        state is not checked here)."""
-        return secret.isascii() and hash_secret(secret) in self._entries
 
     def catch_up(self):
         """Apply the change log entries committed since the last call."""
@@ -142,6 +140,12 @@ class KeyCache:
         self._unknown.clear()
 
 
+def _remember(cache: dict, digest: str, value):
+    if len(cache) >= CACHE_MAX_ENTRIES:
+        cache.clear()
+    cache[digest] = value
+
+
 def _load(digest: str):
     row = db.session.execute(
         select(ApiKey, User.is_admin).join(User, User.id == ApiKey.user_id)
@@ -154,7 +158,7 @@ def _load(digest: str):
 
 
 def init_app(app):
-    app.extensions["latchkey_key_cache"] = KeyCache()
+    app.extensions["latchkey_key_cache"] = KeyCache(app.config["API_KEY_PREFIX"], app.config["KEY_CACHE_SECONDS"])
 
 
 def key_cache() -> KeyCache:

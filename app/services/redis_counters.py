@@ -22,12 +22,13 @@ while Redis is down or hung, a round trip fails at once with a RedisError, while
 lease held locally go on (those units were counted in Redis when they were leased).
 """
 import atexit
+import functools
 import logging
 import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
@@ -114,39 +115,46 @@ class _Lease:
 
 
 class RedisCounters:
-    def __init__(self, storage):
+    def __init__(self, storage, namespace: str = ""):
+        self.namespace = namespace  # RATELIMIT_KEY_PREFIX, which allowance counters' names start with
         self._storage = storage
+        self._prefixed = functools.lru_cache(maxsize=4096)(storage.prefixed_key)
         self._connection = storage.get_connection()
         self._admit = self._connection.register_script(_ADMIT)
         self._give_back = self._connection.register_script(_GIVE_BACK)
         self._reset = self._connection.register_script(_RESET)
         self._lock = threading.Lock()
-        self._pid = None
+        self._pid: int | None = None
 
     def admit(self, charges) -> Admission:
         """Admit one request: see allowances.admit. Buckets come first in `charges`."""
-        charges = [replace(c, name=self._storage.prefixed_key(c.name)) if isinstance(c.limit, Bucket) else c
-                   for c in charges]
+        # The keys in Redis: a flask-limiter bucket's as the limiter storage prefixes it.
+        names = [self._prefixed(c.name) if isinstance(c.limit, Bucket) else c.name for c in charges]
         now = clock.monotonic()
         with self._lock:
             leases = self._own_leases()
-            held = [leases.pop(charge.name, None) for charge in charges]
-            if all(lease is not None and lease.limit == charge.limit.limit and lease.lapses > now
-                   and lease.units >= charge.amount for lease, charge in zip(held, charges, strict=True)):
+            held = [leases.get(name) for name in names]
+            for lease, charge in zip(held, charges, strict=True):
+                if (lease is None or lease.limit != charge.limit.limit or lease.lapses <= now
+                        or lease.units < charge.amount):
+                    break
+            else:  # every counter has a lease that covers the charge: no round trip
+                used = []
                 for lease, charge in zip(held, charges, strict=True):
                     lease.units -= charge.amount
-                    leases[charge.name] = lease
-                return Admission(None, tuple((c.limit, lease.total - lease.units)
-                                             for c, lease in zip(charges, held, strict=True)))
-        return self._round_trip(charges, held, now)
+                    used.append((charge.limit, lease.total - lease.units))
+                return Admission(None, tuple(used))
+            for name in names:  # the round trip gives back what is left of them
+                leases.pop(name, None)
+        return self._round_trip(charges, names, held, now)
 
-    def _round_trip(self, charges, held, now) -> Admission:
+    def _round_trip(self, charges, names, held, now) -> Admission:
         buckets = sum(isinstance(charge.limit, Bucket) for charge in charges)
         args = [buckets, self._worker, LEASE_SHARE, LEASE_REQUESTS]
         for charge, lease in zip(charges, held, strict=True):
             back = lease.units if lease is not None and lease.lapses > now else 0
             args += [charge.amount, charge.limit.limit, int(charge.expiry), back]
-        refused, counts, leased, ttls = self._admit(keys=[charge.name for charge in charges], args=args)
+        refused, counts, leased, ttls = self._admit(keys=names, args=args)
         refused, counts = int(refused), [int(count) for count in counts]
         if refused:  # a bucket's refusal stops the counts at that bucket
             checked = charges[:len(counts)]
@@ -155,10 +163,10 @@ class RedisCounters:
         leased = [int(units) for units in leased]
         with self._lock:
             leases = self._own_leases()
-            for charge, units, count, ttl in zip(charges, leased, counts, ttls, strict=True):
+            for charge, name, units, count, ttl in zip(charges, names, leased, counts, ttls, strict=True):
                 if units > 0:
                     lapses = now + int(ttl) / 1000 - WINDOW_MARGIN if int(ttl) > 0 else float("inf")
-                    leases[charge.name] = _Lease(units, charge.limit.limit, count, lapses)
+                    leases[name] = _Lease(units, charge.limit.limit, count, lapses)
             crowded = len(leases) > MAX_LEASES  # many keys seen once each: keep memory bounded
         if crowded:
             self.give_back()

@@ -6,14 +6,13 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import current_app
 from redis.exceptions import RedisError
 
 from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
 from app.models.types import utcnow
 from app.services import allowances
 from app.services import scopes as scope_rules
-from app.services.admission import Admission, Allowance, Bucket, key_buckets
+from app.services.admission import Admission, Allowance, Bucket
 from app.services.key_cache import KeyRecord, key_cache
 
 
@@ -37,8 +36,7 @@ def check_key(secret: str, client_ip: str | None, now: datetime | None = None):
 
     The outcome is VALID when every one of those checks passed.
     """
-    config = current_app.config
-    record = key_cache().find(secret, config["API_KEY_PREFIX"], config["KEY_CACHE_SECONDS"])
+    record = key_cache().find(secret)
     now = now or utcnow()
     if record is None or (record.grace_until is not None and record.grace_until <= now):
         return Outcome.NOT_FOUND, None
@@ -76,11 +74,8 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
                     if not scope_rules.key_allows(record.scopes, record.owner_is_admin, scope))
     if missing:
         return Verdict(Outcome.INSUFFICIENT_SCOPES, record, missing_scopes=missing)
-    buckets = key_buckets(current_app.config["RATELIMIT_KEY_PREFIX"], record.id, record.rate_limit) \
-        if record.rate_limit else ()
-    wanted = [(a, 1 if a.kind == "quota" else cost) for a in allowances.allowances_of(record)]
     try:
-        admission = allowances.admit(buckets, wanted, now)
+        admission = allowances.admit_key(record, cost, now)
     except RedisError:
         allowances.tolerate_storage_error("rate limit, quota and budget checks")
         return Verdict(Outcome.VALID, record)

@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-22 13:43:05.119317
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '1bf6c63ef33a'

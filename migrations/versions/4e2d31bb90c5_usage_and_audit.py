@@ -5,9 +5,8 @@ Revises: 5c2e8f1b7d40
 Create Date: 2026-11-22 13:51:10.155187
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '4e2d31bb90c5'

@@ -5,9 +5,8 @@ Revises: 1bf6c63ef33a
 Create Date: 2026-11-22 13:50:00
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '5c2e8f1b7d40'
 down_revision = '1bf6c63ef33a'

@@ -9,9 +9,8 @@ Revises: 4e2d31bb90c5
 Create Date: 2026-11-23 03:10:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '7a3d9e2c41f8'

@@ -8,9 +8,8 @@ Revises: 7a3d9e2c41f8
 Create Date: 2026-11-23 03:30:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '9c4e1f7b2d53'
