@@ -65,14 +65,12 @@ class MemoryCounters:
             used.append((charge.limit, self._storage.incr(charge.name, charge.expiry)))
             if used[-1][1] > charge.limit.limit:
                 return Admission(charge.limit, tuple(used))
-        spends = [c for c in charges if isinstance(c.limit, Allowance)]
         with self._lock:
-            current = [self._live(charge.name) for charge in spends]
-            seen = [(charge.limit, value) for charge, value in zip(spends, current, strict=True)]
-            for charge, value in zip(spends, current, strict=True):
+            current = [(c, self._live(c.name)) for c in charges if isinstance(c.limit, Allowance)]
+            for charge, value in current:
                 if value + charge.amount > charge.limit.limit:
-                    return Admission(charge.limit, (*used, *seen))
-            for charge, value in zip(spends, current, strict=True):
+                    return Admission(charge.limit, (*used, *((c.limit, value) for c, value in current)))
+            for charge, value in current:
                 self._values[charge.name] = (value + charge.amount, charge.expiry or None)
                 used.append((charge.limit, value + charge.amount))
         return Admission(None, tuple(used))
