@@ -27,6 +27,7 @@ import threading
 import time
 from collections import defaultdict
 
+from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -299,6 +300,4 @@ def init_app(app):
 
 
 def buffer() -> UsageBuffer:
-    from flask import current_app
-
     return current_app.extensions["latchkey_usage"]
