@@ -44,9 +44,10 @@ HEADERS = {"Content-Type": JSONAPI, "Cache-Control": "no-store"}
 def answer(api_key_header: str | None, authorization: str, address: str, mimetype: str, body: bytes):
     """Run the pipeline for a request with these headers, client address, media type and body;
     return (document, headers) of its 200 answer, or raise the ApiError it answers instead."""
+    now = utcnow()
     try:
         kind, credential = credential_from(api_key_header, authorization)
-        caller = authenticate(kind, credential, address)
+        caller = authenticate(kind, credential, address, now)
         if caller is None:
             raise authentication_required()
         check_scope(caller, "keys:verify")
@@ -57,7 +58,7 @@ def answer(api_key_header: str | None, authorization: str, address: str, mimetyp
         _FailureLimit(address).count(refusal)
         raise
     headers = charge_quota(caller.key) if caller.key is not None and caller.key.quota_limit is not None else {}
-    document = verify_and_count(*read_request(read_attributes(mimetype, body)))
+    document = verify_and_count(*read_request(read_attributes(mimetype, body)), now)
     return document, {**HEADERS, **headers}
 
 
@@ -103,15 +104,15 @@ def _normal_address(text: str) -> str | None:
         return None
 
 
-def verify_and_count(secret, scopes, ip, cost) -> bytes:
-    """Verify, count the checked key's usage by outcome, and return the answer document."""
-    verdict = verify(secret, scopes, ip, cost)
+def verify_and_count(secret, scopes, ip, cost, now) -> bytes:
+    """Verify at `now`, count the checked key's usage by outcome, and return the answer document."""
+    verdict = verify(secret, scopes, ip, cost, now)
     if verdict.record is not None:
         buffer = usage.buffer()
         admitted = verdict.outcome is Outcome.VALID
-        buffer.count(verdict.record.id, verdict.outcome.value, cost if admitted else 0)
+        buffer.count(verdict.record.id, verdict.outcome.value, cost if admitted else 0, now)
         if admitted:
-            buffer.key_used(verdict.record.id, utcnow())
+            buffer.key_used(verdict.record.id, now)
     return encode({"meta": _meta(verdict, cost)})
 
 

@@ -117,10 +117,6 @@ class Admission:
     def admitted(self) -> bool:
         return self.refused is None
 
-    def counts(self, kind: type) -> list:
-        """Return [(limit, count)] for the limits of this type (Bucket or Allowance) checked."""
-        return [(limit, count) for limit, count in self.used if isinstance(limit, kind)]
-
 
 # flask-limiter counts limits in fixed windows (set explicitly: app/api/helpers/ratelimit.py), the
 # only strategy whose buckets the Lua admission (redis_counters) and MemoryCounters count the same way.

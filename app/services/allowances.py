@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from flask import current_app
 from redis.exceptions import RedisError
 
-from app.extensions import limiter
+from app.extensions import limiter, state
 from app.services import breaker
 from app.services.admission import Admission, Allowance, Bucket, key_buckets
 from app.services.redis_counters import RedisCounters
@@ -93,7 +93,7 @@ def init_app(app, storage):
 
 
 def _counters():
-    return current_app.extensions["latchkey_counters"]
+    return state("latchkey_counters")
 
 
 def admit(buckets, allowances, now: datetime) -> Admission:

@@ -8,10 +8,9 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import func, or_, select
 
-from app.extensions import db
+from app.extensions import db, state
 from app.models import ApiKey, KeyChange, User
 from app.models.api_key import status_at
 from app.services import clock
@@ -162,7 +161,7 @@ def init_app(app):
 
 
 def key_cache() -> KeyCache:
-    return current_app.extensions["latchkey_key_cache"]
+    return state("latchkey_key_cache")
 
 
 def refresh_key_cache():

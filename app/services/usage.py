@@ -27,12 +27,11 @@ import threading
 import time
 from collections import defaultdict
 
-from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from app.extensions import db
+from app.extensions import db, state
 from app.models import ApiKey, KeyUsage
 from app.models.types import utcnow
 
@@ -76,9 +75,9 @@ class UsageBuffer:
                 self._last_used[key_id] = at
         self._ensure_thread()
 
-    def count(self, key_id: int, outcome: str, cost: int = 0):
-        """Count one request or verification of key `key_id` with its outcome and cost."""
-        hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    def count(self, key_id: int, outcome: str, cost: int = 0, at=None):
+        """Count one request or verification of key `key_id` with its outcome and cost, at `at` (now)."""
+        hour = (at or utcnow()).replace(minute=0, second=0, microsecond=0)
         with self._lock:
             totals = self._counters[(key_id, hour, outcome)]
             totals[0] += 1
@@ -300,4 +299,4 @@ def init_app(app):
 
 
 def buffer() -> UsageBuffer:
-    return current_app.extensions["latchkey_usage"]
+    return state("latchkey_usage")

@@ -64,9 +64,9 @@ class Verdict:
     budget: dict | None = None
 
 
-def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
-    """Check a key in the documented order; the first failure wins. Counts nothing itself."""
-    now = utcnow()
+def verify(secret: str, scopes=(), client_ip=None, cost: int = 1, now: datetime | None = None) -> Verdict:
+    """Check a key in the documented order, at `now`; the first failure wins. Counts nothing itself."""
+    now = now or utcnow()
     outcome, record = check_key(secret, client_ip, now)
     if outcome is not Outcome.VALID:
         return Verdict(outcome, record)
@@ -83,15 +83,19 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1) -> Verdict:
 
 
 def _verdict(record: KeyRecord, admission: Admission, now: datetime) -> Verdict:
+    """The verdict of an admission: the tightest rate-limit window, and the quota and budget (checked
+    only when every bucket admitted the request)."""
     verdict = Verdict(Outcome.VALID, record)
-    windows = [{"limit": bucket.limit, "remaining": max(bucket.limit - count, 0), "window": bucket.window}
-               for bucket, count in admission.counts(Bucket)]
-    verdict.rate_limit = min(windows, key=lambda state: state["remaining"], default=None)
-    if isinstance(admission.refused, Bucket):
+    for limit, count in admission.used:
+        if isinstance(limit, Bucket):
+            remaining = max(limit.limit - count, 0)
+            if verdict.rate_limit is None or remaining < verdict.rate_limit["remaining"]:
+                verdict.rate_limit = {"limit": limit.limit, "remaining": remaining, "window": limit.window}
+        else:
+            setattr(verdict, limit.kind, limit.state(count, now))
+    refused = admission.refused
+    if isinstance(refused, Bucket):
         verdict.outcome = Outcome.RATE_LIMITED
-        return verdict
-    for allowance, count in admission.counts(Allowance):
-        setattr(verdict, allowance.kind, allowance.state(count, now))
-    if admission.refused is not None:
-        verdict.outcome = Outcome.QUOTA_EXCEEDED if admission.refused.kind == "quota" else Outcome.BUDGET_EXCEEDED
+    elif isinstance(refused, Allowance):
+        verdict.outcome = Outcome.QUOTA_EXCEEDED if refused.kind == "quota" else Outcome.BUDGET_EXCEEDED
     return verdict

@@ -131,17 +131,18 @@ def decode_session_token(token: str, expected_type: str):
     return claims, user
 
 
-def authenticate(kind: str | None, credential: str | None, remote_addr: str | None) -> Actor | None:
+def authenticate(kind: str | None, credential: str | None, remote_addr: str | None, now=None) -> Actor | None:
     """Return the actor of a credential (as credential_from reads it), None for no credential; raise
     401 (403) for a bad one. A key's use is recorded (its last-used time), through either door."""
     if kind == "jwt":
         claims, user = decode_session_token(credential, "access")
         return Actor(user.id, user.is_admin, session_id=claims["sid"])
     if kind == "key":
-        outcome, record = check_key(credential, remote_addr)
+        now = now or utcnow()
+        outcome, record = check_key(credential, remote_addr, now)
         if outcome is not Outcome.VALID:
             raise KeyRefused(outcome, record)
-        usage.buffer().key_used(record.id, utcnow())
+        usage.buffer().key_used(record.id, now)
         return Actor.of_key(record)
     return None
 

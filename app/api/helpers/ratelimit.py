@@ -61,7 +61,7 @@ def charge_quota(record) -> dict:
     except RedisError:
         allowances.tolerate_storage_error("quota")
         return {}
-    [(_, used)] = admission.counts(Allowance)
+    [(_, used)] = admission.used  # the quota, the one limit charged
     state = quota.state(used, now)
     headers = {"X-Quota-Limit": str(quota.limit), "X-Quota-Remaining": str(state["remaining"])}
     reset_at = period_window(quota.period, now)[1]
