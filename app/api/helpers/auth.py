@@ -138,11 +138,10 @@ def authenticate(kind: str | None, credential: str | None, remote_addr: str | No
         claims, user = decode_session_token(credential, "access")
         return Actor(user.id, user.is_admin, session_id=claims["sid"])
     if kind == "key":
-        now = now or utcnow()
         outcome, record = check_key(credential, remote_addr, now)
         if outcome is not Outcome.VALID:
             raise KeyRefused(outcome, record)
-        usage.buffer().key_used(record.id, now)
+        usage.buffer().key_used(record.id, now or utcnow())
         return Actor.of_key(record)
     return None
 
