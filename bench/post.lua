@@ -1,6 +1,8 @@
 -- wrk script: the method, headers and body come from the environment. BENCH_KEYS names a file with
 -- one key per line; each request verifies one of them:
 --   * by default at random (the hot load: a small file, every key soon in every worker's cache);
+--   * with BENCH_ZIPF=s, by a Zipf law of exponent s over the file's keys (the mixed load: the key of
+--     rank r is asked in proportion to 1 / r^s, so a few keys are hot and a long tail is cold);
 --   * with BENCH_WALK=1, in file order without repeating (the cold load). Thread `id` of
 --     BENCH_THREADS takes the lines id, id + threads, id + 2 * threads, ... (a stride of its own,
 --     shared by its connections), starting at stride index BENCH_KEYS_START, so that consecutive
@@ -13,6 +15,7 @@ local auth = os.getenv("BENCH_AUTH")
 if auth then wrk.headers["X-API-Key"] = auth end
 local path = os.getenv("BENCH_KEYS")
 local walk = os.getenv("BENCH_WALK") == "1"
+local zipf = tonumber(os.getenv("BENCH_ZIPF") or "")
 local threads = tonumber(os.getenv("BENCH_THREADS") or "1")
 local start = tonumber(os.getenv("BENCH_KEYS_START") or "0")
 
@@ -27,6 +30,7 @@ end
 keys = {}
 sent = 0
 stride = 0
+cumulative = {}  -- Zipf: cumulative[r] = P(rank <= r)
 
 function init(args)
   if not path then return end
@@ -36,6 +40,23 @@ function init(args)
     line_number = line_number + 1
   end
   stride = #keys
+  if zipf then
+    local total = 0
+    for rank = 1, #keys do
+      total = total + 1 / rank ^ zipf
+      cumulative[rank] = total
+    end
+    for rank = 1, #keys do cumulative[rank] = cumulative[rank] / total end
+  end
+end
+
+local function zipf_rank()
+  local u, low, high = math.random(), 1, #cumulative
+  while low < high do  -- the first rank whose cumulative probability reaches u
+    local middle = math.floor((low + high) / 2)
+    if cumulative[middle] < u then low = middle + 1 else high = middle end
+  end
+  return low
 end
 
 request = function()
@@ -43,6 +64,8 @@ request = function()
   local key
   if walk then
     key = keys[(start + sent) % #keys + 1]
+  elseif zipf then
+    key = keys[zipf_rank()]
   else
     key = keys[math.random(#keys)]
   end

@@ -315,9 +315,32 @@ def bench_verify(args, tmp):
                       f"{counted['verifications_by_outcome']} over {counted['distinct_keys']} distinct keys; "
                       f"{summary['db_lookups']} key lookups in PostgreSQL", flush=True)
                 summaries.append(summary)
+                summaries += mixed_loads(args, env, bare, service, cold_file, tmp, post, count, label)
     small, large = summaries[:2]
     print(f"verify throughput at {large['keys']} keys / at {small['keys']} keys (hot): "
           f"{large['latchkey']['rps'] / small['latchkey']['rps']:.3f}")
+    return summaries
+
+
+def mixed_loads(args, env, bare, service, cold_file, tmp, post, count, label):
+    """Issue 16: `--mixed-keys` real keys (the first lines of the cold keys file, which the cold
+    load has walked past) asked at random, uniformly (every key in turn: more distinct keys than a
+    worker's cache holds cycle through it), then by a Zipf law of exponent `--zipf` (a few hot keys,
+    a long tail). A fresh service for each: no worker has any of them cached at the start."""
+    if not args.mixed_keys:
+        return []
+    mixed_file = tmp / "mixed-keys.txt"
+    with open(cold_file) as source:
+        mixed_file.write_text("".join(line for _, line in zip(range(args.mixed_keys), source, strict=False)))
+    summaries = []
+    for name, extra in ((f"{args.mixed_keys} keys at random", {}),
+                        (f"{args.mixed_keys} keys by a Zipf law (s={args.zipf})", {"BENCH_ZIPF": str(args.zipf)})):
+        load = {**post, "BENCH_KEYS": str(mixed_file), **extra}
+        with gunicorn(env, args.workers) as latchkey:
+            summary = compare(f"verify, {count} {label}, {name}", (f"{bare}/json", load),
+                              (f"{latchkey}/v1/api-keys/verify", {**load, "BENCH_AUTH": service}), args)
+        summary.update(keys=count, mixed_keys=args.mixed_keys, zipf=extra.get("BENCH_ZIPF"))
+        summaries.append(summary)
     return summaries
 
 
@@ -383,11 +406,16 @@ def main():
     parser.add_argument("--cold-keys", type=int, default=500_000,
                         help="real keys (part of --keys) the cold verify load walks through without repeating; "
                              "0: no cold scenario")
+    parser.add_argument("--mixed-keys", type=int, default=100_000,
+                        help="real keys the mixed verify loads pick from (uniformly, then by a Zipf law); 0: none")
+    parser.add_argument("--zipf", type=float, default=1.0, help="the Zipf exponent of the mixed load")
     parser.add_argument("--plain-keys", action="store_true",
                         help="verified keys carry no rate limit or budget (no Redis round trip)")
     args = parser.parse_args()
     if args.cold_keys and args.cold_keys + max(1000, args.hot_keys + 1) + 1 > args.keys:
         parser.error("--cold-keys must leave room for the 1,000 keys of the first verify scenario within --keys")
+    if args.mixed_keys > args.cold_keys:
+        parser.error("--mixed-keys are taken from the cold keys: at most --cold-keys")
     started = time.gmtime()
     results = {"command": shlex.join(sys.orig_argv), "cwd": str(Path.cwd()),
                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started), "args": vars(args),

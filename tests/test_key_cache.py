@@ -129,3 +129,24 @@ def test_item_7_a_key_made_elsewhere_is_found_once_the_unknown_digest_is_forgott
     assert_error(client.get("/v1/api-keys", headers=key_header(probe)), 401, code="NOT_FOUND")
     timeline.advance(0.5)
     assert client.get("/v1/api-keys", headers=key_header(probe)).status_code == 200
+
+
+def test_the_cache_is_bounded_and_evicts_its_oldest_entries_one_at_a_time(app, client, make, monkeypatch):
+    """More distinct keys than the bound: the cache holds the newest CACHE_MAX_ENTRIES records (the
+    oldest go first, one per miss, never the whole cache), and every key still authenticates."""
+    from app.services import key_cache as module
+
+    monkeypatch.setattr(module, "CACHE_MAX_ENTRIES", 3)
+    owner = make.user()
+    keys = [make.key(owner) for _ in range(5)]
+    loaded = lookups(app, monkeypatch)
+    for key in keys:
+        assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
+    assert cached_ids(app) == {key.id for key in keys[2:]}
+    assert client.get("/v1/api-keys", headers=key_header(keys[4].secret)).status_code == 200  # still held
+    assert client.get("/v1/api-keys", headers=key_header(keys[0].secret)).status_code == 200  # evicted: looked up
+    assert len(loaded) == 6 and cached_ids(app) == {keys[3].id, keys[4].id, keys[0].id}
+    for _ in range(4):  # unknown digests are bounded the same way
+        assert_error(client.get("/v1/api-keys", headers=key_header(generate_key("lk").secret)), 401)
+    with app.app_context():
+        assert len(key_cache()._unknown) == 3

@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 
 from app.extensions import db, state
 from app.models import ApiKey, KeyChange, User
@@ -42,16 +42,17 @@ class KeyRecord:
     grace_until: datetime | None  # set when the secret is the one replaced by a rotation
 
     @classmethod
-    def from_row(cls, key: ApiKey, owner_is_admin: bool, matched_previous: bool):
+    def from_row(cls, row, matched_previous: bool):
+        """The record of a row of _LOOKUP's columns."""
         return cls(
-            id=key.id, user_id=key.user_id, owner_is_admin=owner_is_admin, name=key.name,
-            scopes=tuple(key.scopes or ()), status=key.status, expires_at=key.expires_at,
-            allowed_ips=tuple(key.allowed_ips or ()),
-            networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in key.allowed_ips or ()),
-            metadata=dict(key.key_metadata or {}), rate_limit=key.rate_limit,
-            quota_limit=key.quota_limit, quota_period=key.quota_period,
-            budget_limit=key.budget_limit, budget_period=key.budget_period,
-            grace_until=key.previous_valid_until if matched_previous else None,
+            id=row.id, user_id=row.user_id, owner_is_admin=row.owner_is_admin, name=row.name,
+            scopes=tuple(row.scopes or ()), status=row.status, expires_at=row.expires_at,
+            allowed_ips=tuple(row.allowed_ips or ()),
+            networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in row.allowed_ips or ()),
+            metadata=dict(row.metadata or {}), rate_limit=row.rate_limit,
+            quota_limit=row.quota_limit, quota_period=row.quota_period,
+            budget_limit=row.budget_limit, budget_period=row.budget_period,
+            grace_until=row.previous_valid_until if matched_previous else None,
         )
 
     def status_at(self, now: datetime) -> str:
@@ -140,20 +141,32 @@ class KeyCache:
 
 
 def _remember(cache: dict, digest: str, value):
+    """Add an entry, evicting the oldest one (dicts keep insertion order) when the cache is full: at
+    most CACHE_MAX_ENTRIES records and as many unknown digests per worker, and a workload of more
+    distinct keys than that evicts one entry per miss, never the whole cache."""
     if len(cache) >= CACHE_MAX_ENTRIES:
-        cache.clear()
+        del cache[next(iter(cache))]
     cache[digest] = value
 
 
+# The columns a KeyRecord needs, by digest or by the digest a rotation replaced: a Core select, so a
+# cache miss builds no ORM object and touches no session.
+_LOOKUP = (
+    select(ApiKey.id, ApiKey.user_id, User.is_admin.label("owner_is_admin"), ApiKey.name, ApiKey.scopes,
+           ApiKey.status, ApiKey.expires_at, ApiKey.allowed_ips, ApiKey.key_metadata.label("metadata"),
+           ApiKey.rate_limit, ApiKey.quota_limit, ApiKey.quota_period, ApiKey.budget_limit, ApiKey.budget_period,
+           ApiKey.digest, ApiKey.previous_valid_until)
+    .join(User, User.id == ApiKey.user_id)
+    .where(or_(ApiKey.digest == bindparam("digest"), ApiKey.previous_digest == bindparam("digest")))
+)
+
+
 def _load(digest: str):
-    row = db.session.execute(
-        select(ApiKey, User.is_admin).join(User, User.id == ApiKey.user_id)
-        .where(or_(ApiKey.digest == digest, ApiKey.previous_digest == digest))
-    ).first()
-    if row is None:
-        return None
-    key, owner_is_admin = row
-    return KeyRecord.from_row(key, owner_is_admin, matched_previous=key.digest != digest)
+    """Look a digest up on a connection of its own, in autocommit: one round trip (after the pool's
+    pre-ping), no transaction to begin and roll back, and nothing left in the request's session."""
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        row = connection.execute(_LOOKUP, {"digest": digest}).first()
+    return None if row is None else KeyRecord.from_row(row, matched_previous=row.digest != digest)
 
 
 def init_app(app):
