@@ -3,10 +3,12 @@ what does not (anyone's login attempts), and the brief memory of unknown keys (i
 
 In-process here; tests/test_processes.py has the four-worker, out-of-order-commit version."""
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import ApiKey
 from app.services import changes
+from app.services.breaker import DatabaseTimeout
 from app.services.key_cache import key_cache
 from app.services.key_format import generate_key, hash_secret
 from tests.helpers import assert_error, call, key_header, register_secret, resource
@@ -150,3 +152,44 @@ def test_the_cache_is_bounded_and_evicts_its_oldest_entries_one_at_a_time(app, c
         assert_error(client.get("/v1/api-keys", headers=key_header(generate_key("lk").secret)), 401)
     with app.app_context():
         assert len(key_cache()._unknown) == 3
+
+
+@pytest.mark.parametrize("orig, retried", [(Exception("server closed the connection"), True),
+                                           (DatabaseTimeout("no answer"), False)])
+def test_a_lookup_on_a_dead_pooled_connection_is_made_once_more(app, make, monkeypatch, orig, retried):
+    """The pool skips the pre-ping of a connection that answered within breaker.FRESH_SECONDS: if
+    it died meanwhile, the lookup (a read) is made again on a new connection, unless the database
+    is hung (the deadline), where a retry would only double the wait."""
+    from app.services import key_cache as module
+
+    key = make.key(make.user())
+    real, calls = module._lookup, []
+
+    def once_dead(digest):
+        calls.append(digest)
+        if len(calls) == 1:
+            raise OperationalError("SELECT", {}, orig, connection_invalidated=True)
+        return real(digest)
+
+    monkeypatch.setattr(module, "_lookup", once_dead)
+    with app.app_context():
+        if retried:
+            assert module._load(hash_secret(key.secret)).id == key.id and len(calls) == 2
+        else:
+            with pytest.raises(OperationalError):
+                module._load(hash_secret(key.secret))
+            assert len(calls) == 1
+
+
+def test_a_connection_that_just_answered_is_not_pinged(timeline):
+    from types import SimpleNamespace
+
+    from app.services.breaker import FRESH_SECONDS, DeadlineConnection
+
+    pings = []
+    connection = SimpleNamespace(answered_at=timeline(), ping_deadline=None)
+    ping = lambda: DeadlineConnection.ping(connection, lambda c: pings.append(c) or True)  # noqa: E731
+    timeline.advance(FRESH_SECONDS - 0.01)
+    assert ping() and pings == []
+    timeline.advance(0.02)
+    assert ping() and pings == [connection]

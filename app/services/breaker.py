@@ -39,6 +39,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from app.services import clock
+
 log = logging.getLogger(__name__)
 
 # What tells that Redis was not reached. Error replies (ResponseError...) mean that it answered.
@@ -156,6 +158,7 @@ def breaker_of(storage):
 DEADLINE_ARG = "latchkey_deadline"  # in connect_args: seconds a round trip may take; not for libpq
 PING_DEADLINE_ARG = "latchkey_ping_deadline"  # in connect_args: seconds the pool's pre-ping may take
 DEADLINE_MARGIN = 0.5  # seconds past the statement timeout: the server reports its own timeout first
+FRESH_SECONDS = 1.0  # a connection that answered this recently is taken as alive without a pre-ping
 
 
 class DatabaseTimeout(psycopg.errors.OperationalError):
@@ -168,25 +171,34 @@ _WAIT_TIMEOUT = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.Operation
 
 class DeadlineConnection(psycopg.Connection):
     """A psycopg connection whose round trips give up after `deadline` seconds (None: never), and
-    its pre-pings after `ping_deadline` seconds."""
+    its pre-pings after `ping_deadline` seconds. A connection that answered a round trip less than
+    FRESH_SECONDS ago is not pinged again: under load the pool's pre-ping would otherwise cost a
+    round trip per checkout (as much as a key lookup itself)."""
 
     deadline = None
     ping_deadline = None
+    answered_at = float("-inf")  # clock.monotonic() of its last round trip that completed
 
     def wait(self, gen, *args, **kwargs):
         # Every round trip on an open connection (execute, fetch, commit, rollback) waits here.
         if self.deadline is None or args or "timeout" in kwargs:
-            return super().wait(gen, *args, **kwargs)
-        try:
-            return super().wait(gen, timeout=self.deadline, **kwargs)
-        except _WAIT_TIMEOUT:
-            # The exchange stopped half-way: the connection cannot be used again.
-            self.close()
-            raise DatabaseTimeout(f"the database did not answer within {self.deadline:g} s") from None
+            result = super().wait(gen, *args, **kwargs)
+        else:
+            try:
+                result = super().wait(gen, timeout=self.deadline, **kwargs)
+            except _WAIT_TIMEOUT:
+                # The exchange stopped half-way: the connection cannot be used again.
+                self.close()
+                raise DatabaseTimeout(f"the database did not answer within {self.deadline:g} s") from None
+        self.answered_at = clock.monotonic()
+        return result
 
     def ping(self, do_ping):
         """Run the dialect's `do_ping(self)` within `ping_deadline`: a pre-ping is a liveness check,
-        bounded like a connect, not like a statement (then the pool connects again)."""
+        bounded like a connect, not like a statement (then the pool connects again). Skipped for a
+        connection that answered within FRESH_SECONDS."""
+        if clock.monotonic() - self.answered_at < FRESH_SECONDS:
+            return True
         if self.ping_deadline is None:
             return do_ping(self)
         deadline, self.deadline = self.deadline, self.ping_deadline

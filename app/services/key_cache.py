@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db, state
 from app.models import ApiKey, KeyChange, User
 from app.models.api_key import status_at
 from app.services import clock
+from app.services.breaker import DatabaseTimeout
 from app.services.key_format import hash_secret, is_well_formed
 
 CACHE_MAX_ENTRIES = 50_000
@@ -162,11 +164,22 @@ _LOOKUP = (
 
 
 def _load(digest: str):
-    """Look a digest up on a connection of its own, in autocommit: one round trip (after the pool's
-    pre-ping), no transaction to begin and roll back, and nothing left in the request's session."""
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        row = connection.execute(_LOOKUP, {"digest": digest}).first()
+    """Look a digest up on a connection of its own, in autocommit: one round trip, no transaction to
+    begin and roll back, and nothing left in the request's session. A pooled connection found dead
+    (the pool skips the pre-ping of one that answered within a second: breaker.FRESH_SECONDS) is
+    dropped by the pool, and the lookup, a read, is made once more on a new one."""
+    try:
+        row = _lookup(digest)
+    except OperationalError as error:
+        if not error.connection_invalidated or isinstance(error.orig, DatabaseTimeout):
+            raise  # a hung database (the deadline) is not retried: it would double the wait
+        row = _lookup(digest)
     return None if row is None else KeyRecord.from_row(row, matched_previous=row.digest != digest)
+
+
+def _lookup(digest: str):
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return connection.execute(_LOOKUP, {"digest": digest}).first()
 
 
 def init_app(app):
