@@ -181,15 +181,17 @@ def test_a_lookup_on_a_dead_pooled_connection_is_made_once_more(app, make, monke
             assert len(calls) == 1
 
 
-def test_a_connection_that_just_answered_is_not_pinged(timeline):
+def test_a_connection_that_just_answered_is_not_pinged_for_a_key_lookup(timeline):
     from types import SimpleNamespace
 
-    from app.services.breaker import FRESH_SECONDS, DeadlineConnection
+    from app.services.breaker import FRESH_SECONDS, DeadlineConnection, trusting_recent_answers
 
     pings = []
     connection = SimpleNamespace(answered_at=timeline(), ping_deadline=None)
     ping = lambda: DeadlineConnection.ping(connection, lambda c: pings.append(c) or True)  # noqa: E731
     timeline.advance(FRESH_SECONDS - 0.01)
-    assert ping() and pings == []
-    timeline.advance(0.02)
-    assert ping() and pings == [connection]
+    assert ping() and pings == [connection]  # outside a lookup: every checkout is pinged
+    with trusting_recent_answers():
+        assert ping() and pings == [connection]  # a key lookup: not again so soon
+        timeline.advance(0.02)
+        assert ping() and pings == [connection, connection]

@@ -27,6 +27,7 @@ closes the connection and raises `DatabaseTimeout`, a psycopg OperationalError (
 in sqlalchemy.exc.OperationalError and drops the connection from the pool). A request that meets a
 hung database thus fails after at most a pre-ping and a connect attempt (2 x 2 s by default).
 """
+import contextlib
 import functools
 import logging
 import math
@@ -169,11 +170,25 @@ class DatabaseTimeout(psycopg.errors.OperationalError):
 _WAIT_TIMEOUT = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.OperationalError)
 
 
+_recent_answers = threading.local()
+
+
+@contextlib.contextmanager
+def trusting_recent_answers():
+    """Within this block (a read that is retried on a dead connection: key_cache._load), the pool
+    does not pre-ping a connection that answered less than FRESH_SECONDS ago: under load the
+    pre-ping would cost a round trip per checkout, as much as the read itself. Everywhere else
+    every checkout is pre-pinged."""
+    _recent_answers.trusted = True
+    try:
+        yield
+    finally:
+        _recent_answers.trusted = False
+
+
 class DeadlineConnection(psycopg.Connection):
     """A psycopg connection whose round trips give up after `deadline` seconds (None: never), and
-    its pre-pings after `ping_deadline` seconds. A connection that answered a round trip less than
-    FRESH_SECONDS ago is not pinged again: under load the pool's pre-ping would otherwise cost a
-    round trip per checkout (as much as a key lookup itself)."""
+    its pre-pings after `ping_deadline` seconds."""
 
     deadline = None
     ping_deadline = None
@@ -195,9 +210,9 @@ class DeadlineConnection(psycopg.Connection):
 
     def ping(self, do_ping):
         """Run the dialect's `do_ping(self)` within `ping_deadline`: a pre-ping is a liveness check,
-        bounded like a connect, not like a statement (then the pool connects again). Skipped for a
-        connection that answered within FRESH_SECONDS."""
-        if clock.monotonic() - self.answered_at < FRESH_SECONDS:
+        bounded like a connect, not like a statement (then the pool connects again). Skipped, inside
+        trusting_recent_answers(), for a connection that answered within FRESH_SECONDS."""
+        if getattr(_recent_answers, "trusted", False) and clock.monotonic() - self.answered_at < FRESH_SECONDS:
             return True
         if self.ping_deadline is None:
             return do_ping(self)

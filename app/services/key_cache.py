@@ -15,7 +15,7 @@ from app.extensions import db, state
 from app.models import ApiKey, KeyChange, User
 from app.models.api_key import status_at
 from app.services import clock
-from app.services.breaker import DatabaseTimeout
+from app.services.breaker import DatabaseTimeout, trusting_recent_answers
 from app.services.key_format import hash_secret, is_well_formed
 
 CACHE_MAX_ENTRIES = 50_000
@@ -166,8 +166,9 @@ _LOOKUP = (
 def _load(digest: str):
     """Look a digest up on a connection of its own, in autocommit: one round trip, no transaction to
     begin and roll back, and nothing left in the request's session. A pooled connection found dead
-    (the pool skips the pre-ping of one that answered within a second: breaker.FRESH_SECONDS) is
-    dropped by the pool, and the lookup, a read, is made once more on a new one."""
+    (for this read the pool skips the pre-ping of one that answered within a second:
+    breaker.trusting_recent_answers) is dropped by the pool, and the lookup is made once more on a
+    new one."""
     try:
         row = _lookup(digest)
     except OperationalError as error:
@@ -178,7 +179,7 @@ def _load(digest: str):
 
 
 def _lookup(digest: str):
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+    with trusting_recent_answers(), db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         return connection.execute(_LOOKUP, {"digest": digest}).first()
 
 
