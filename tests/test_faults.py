@@ -262,7 +262,9 @@ def test_every_redis_call_fails_at_once_while_the_breaker_is_open(client, make, 
                            (503, "LIMITS_UNAVAILABLE")),
     }
     for what, (call, expected) in calls.items():
-        response, took = timed(call)
+        # The fastest of three: a call that waited for Redis would take SOCKET_TIMEOUT every time,
+        # while a loaded machine may stall any one request (its database work) past it.
+        response, took = min((timed(call) for _ in range(3)), key=lambda timing: timing[1])
         assert took < SOCKET_TIMEOUT, f"{what} took {took:.3f} s"
         assert answer(response) == expected, what
         if what == "a verification" and policy == "open":
