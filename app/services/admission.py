@@ -5,7 +5,6 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from flask import current_app
 from limits import parse_many
 
 PERIODS = ("day", "month", "total")
@@ -36,12 +35,6 @@ class Allowance:
     key_id: int
     limit: int
     period: str
-
-    def counter(self, now):
-        """Return (the name of its counter for the window that holds `now`, when that window resets)."""
-        window, reset_at = period_window(self.period, now)
-        namespace = current_app.config.get("RATELIMIT_KEY_PREFIX", "")
-        return f"{namespace}latchkey:{self.kind}:{self.key_id}:{window}", reset_at
 
     def charge(self, amount: int, now: datetime, namespace: str) -> "Charge":
         """The Charge of `amount` to its counter (under `namespace`) for the window that holds `now`."""

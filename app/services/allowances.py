@@ -104,9 +104,12 @@ def admit(buckets, allowances, now: datetime) -> Admission:
     if not buckets and not allowances:
         return Admission(None)  # a key without limits costs no round trip
     counters = _counters()
-    charges = [bucket.charge() for bucket in buckets]
-    charges += [allowance.charge(amount, now, counters.namespace) for allowance, amount in allowances]
-    return counters.admit(charges)
+    return counters.admit(_charges(buckets, allowances, now, counters.namespace))
+
+
+def _charges(buckets, allowances, now: datetime, namespace: str) -> tuple:
+    return tuple([bucket.charge() for bucket in buckets]
+                 + [allowance.charge(amount, now, namespace) for allowance, amount in allowances])
 
 
 def admit_key(record, cost: int, now: datetime) -> Admission:
@@ -124,18 +127,19 @@ def admit_key(record, cost: int, now: datetime) -> Admission:
 def _key_charges(namespace, key_id, rate_limit, quota_limit, quota_period, budget_limit, budget_period, cost, day):
     buckets = key_buckets(namespace, key_id, rate_limit) if rate_limit else ()
     allowances = _allowances(key_id, quota_limit, quota_period, budget_limit, budget_period)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return tuple([bucket.charge() for bucket in buckets] + [
-        allowance.charge(1 if allowance.kind == "quota" else cost, start, namespace) for allowance in allowances])
+    amounts = [(allowance, 1 if allowance.kind == "quota" else cost) for allowance in allowances]
+    return _charges(buckets, amounts, datetime(day.year, day.month, day.day, tzinfo=UTC), namespace)
 
 
 def used(allowance: Allowance, now: datetime) -> int:
-    return _counters().get(allowance.counter(now)[0])
+    counters = _counters()
+    return counters.get(allowance.charge(0, now, counters.namespace).name)
 
 
 def reset(allowance: Allowance, now: datetime):
     """Start the current window over (an admin's reset)."""
-    _counters().clear(allowance.counter(now)[0])
+    counters = _counters()
+    counters.clear(allowance.charge(0, now, counters.namespace).name)
 
 
 def allowances_of(record) -> tuple:
