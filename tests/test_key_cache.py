@@ -2,14 +2,18 @@
 what does not (anyone's login attempts), and the brief memory of unknown keys (issue 10, items 1, 7).
 
 In-process here; tests/test_processes.py has the four-worker, out-of-order-commit version."""
+import os
+
+import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import ApiKey
 from app.services import changes
 from app.services.breaker import DatabaseTimeout
-from app.services.key_cache import key_cache
+from app.services.key_cache import PreparedLookup, key_cache
 from app.services.key_format import generate_key, hash_secret
 from tests.helpers import assert_error, call, key_header, register_secret, resource
 
@@ -154,44 +158,102 @@ def test_the_cache_is_bounded_and_evicts_its_oldest_entries_one_at_a_time(app, c
         assert len(key_cache()._unknown) == 3
 
 
-@pytest.mark.parametrize("orig, retried", [(Exception("server closed the connection"), True),
-                                           (DatabaseTimeout("no answer"), False)])
-def test_a_lookup_on_a_dead_pooled_connection_is_made_once_more(app, make, monkeypatch, orig, retried):
-    """The pool skips the pre-ping of a connection that answered within breaker.FRESH_SECONDS: if
-    it died meanwhile, the lookup (a read) is made again on a new connection, unless the database
-    is hung (the deadline), where a retry would only double the wait."""
+needs_postgres = pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+                                    reason="the prepared lookup is PostgreSQL's")
+
+
+@needs_postgres
+def test_the_prepared_lookup_reads_what_sqlalchemy_reads(app, make):
+    """Every field of a KeyRecord, by the current secret and by the one a rotation replaced (in its
+    grace), is the same through the prepared statement as through SQLAlchemy."""
+    from datetime import timedelta
+
+    from app.models.types import utcnow
+    from app.services import lifecycle
+    from app.services.key_cache import KeyRecord, PreparedLookup, _core_lookup
+
+    key = make.key(make.user(), scopes=("keys:read", "llm:*"), expires_at=utcnow() + timedelta(days=3),
+                   allowed_ips=["203.0.113.0/24", "2001:db8::1"], key_metadata={"team": "ml", "n": 2},
+                   rate_limit="5/minute;100/hour", quota_limit=10, quota_period="day", budget_limit=1000,
+                   budget_period="month")
+    with app.app_context():
+        row = db.session.get(ApiKey, key.id)
+        new_secret = lifecycle.rotate(row, 3600, "lk")
+        db.session.commit()
+        lookup = PreparedLookup(db.engine)
+        for secret in (key.secret, new_secret):
+            digest = hash_secret(secret)
+            ours, theirs = lookup(digest), _core_lookup(digest)
+            records = [KeyRecord.from_row(r, matched_previous=r.digest != digest) for r in (ours, theirs)]
+            assert records[0] == records[1] and records[0].expires_at.tzinfo is not None
+            assert (records[0].grace_until is not None) == (secret == key.secret)
+        assert lookup(hash_secret(generate_key("lk").secret)) is None
+        lookup.close()
+
+
+@needs_postgres
+def test_a_lookup_connection_found_dead_is_replaced_and_the_lookup_made_once_more(app, make):
+    """The lookup keeps its connection between requests; one that died while idle (a restarted
+    server, an idle timeout) is closed and the lookup is made on a new one."""
+    key = make.key(make.user())
+    with app.app_context():
+        lookup = PreparedLookup(db.engine)
+        assert lookup(hash_secret(key.secret)).id == key.id
+        dead = lookup._local.held[1]
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dead.info.backend_pid})
+        assert lookup(hash_secret(key.secret)).id == key.id
+        assert dead.closed and lookup._local.held[1] is not dead
+        lookup.close()
+
+
+@needs_postgres
+def test_a_hung_database_is_not_asked_twice(app, make, monkeypatch):
+    """A lookup that met the deadline (breaker.DeadlineConnection) fails at once, as SQLAlchemy's
+    OperationalError (a 503 like every database failure): a retry would double the wait. A new
+    connection that fails too ends the lookup the same way."""
+    key = make.key(make.user())
+    with app.app_context():
+        lookup = PreparedLookup(db.engine)
+        lookup(hash_secret(key.secret))
+        calls = []
+
+        def hung(*args, **kwargs):
+            calls.append(args)
+            raise DatabaseTimeout("no answer")
+
+        monkeypatch.setattr(type(lookup._local.held[1]), "execute", hung)
+        with pytest.raises(OperationalError) as raised:
+            lookup(hash_secret(key.secret))
+        assert isinstance(raised.value.orig, DatabaseTimeout) and len(calls) == 1
+        monkeypatch.setattr(type(lookup._local.held[1]), "execute",
+                            lambda *args, **kwargs: calls.append(args) or (_ for _ in ()).throw(
+                                psycopg.OperationalError("server closed the connection")))
+        with pytest.raises(OperationalError):
+            lookup(hash_secret(key.secret))
+        assert len(calls) == 3  # the failed one, then once more on a new connection
+        monkeypatch.undo()
+        lookup.close()
+
+
+@needs_postgres
+def test_lookup_connections_are_per_process_and_close_with_the_engine(app, make, monkeypatch):
+    """A forked worker makes its own connection and leaves its parent's alone; the engine's
+    dispose() closes this process's."""
     from app.services import key_cache as module
 
     key = make.key(make.user())
-    real, calls = module._lookup, []
-
-    def once_dead(digest):
-        calls.append(digest)
-        if len(calls) == 1:
-            raise OperationalError("SELECT", {}, orig, connection_invalidated=True)
-        return real(digest)
-
-    monkeypatch.setattr(module, "_lookup", once_dead)
     with app.app_context():
-        if retried:
-            assert module._load(hash_secret(key.secret)).id == key.id and len(calls) == 2
-        else:
-            with pytest.raises(OperationalError):
-                module._load(hash_secret(key.secret))
-            assert len(calls) == 1
-
-
-def test_a_connection_that_just_answered_is_not_pinged_for_a_key_lookup(timeline):
-    from types import SimpleNamespace
-
-    from app.services.breaker import FRESH_SECONDS, DeadlineConnection, trusting_recent_answers
-
-    pings = []
-    connection = SimpleNamespace(answered_at=timeline(), ping_deadline=None)
-    ping = lambda: DeadlineConnection.ping(connection, lambda c: pings.append(c) or True)  # noqa: E731
-    timeline.advance(FRESH_SECONDS - 0.01)
-    assert ping() and pings == [connection]  # outside a lookup: every checkout is pinged
-    with trusting_recent_answers():
-        assert ping() and pings == [connection]  # a key lookup: not again so soon
-        timeline.advance(0.02)
-        assert ping() and pings == [connection, connection]
+        lookup = PreparedLookup(db.engine)
+        lookup(hash_secret(key.secret))
+        parent = lookup._local.held[1]
+        real_pid = os.getpid()
+        monkeypatch.setattr(module.os, "getpid", lambda: real_pid + 1)  # as if forked
+        lookup(hash_secret(key.secret))
+        child = lookup._local.held[1]
+        assert child is not parent
+        db.engine.dispose()
+        assert child.closed and not parent.closed
+        monkeypatch.undo()
+        lookup.close()
+        assert parent.closed

@@ -27,7 +27,6 @@ closes the connection and raises `DatabaseTimeout`, a psycopg OperationalError (
 in sqlalchemy.exc.OperationalError and drops the connection from the pool). A request that meets a
 hung database thus fails after at most a pre-ping and a connect attempt (2 x 2 s by default).
 """
-import contextlib
 import functools
 import logging
 import math
@@ -39,8 +38,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-
-from app.services import clock
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +156,6 @@ def breaker_of(storage):
 DEADLINE_ARG = "latchkey_deadline"  # in connect_args: seconds a round trip may take; not for libpq
 PING_DEADLINE_ARG = "latchkey_ping_deadline"  # in connect_args: seconds the pool's pre-ping may take
 DEADLINE_MARGIN = 0.5  # seconds past the statement timeout: the server reports its own timeout first
-FRESH_SECONDS = 1.0  # a connection that answered this recently is taken as alive without a pre-ping
 
 
 class DatabaseTimeout(psycopg.errors.OperationalError):
@@ -170,50 +166,27 @@ class DatabaseTimeout(psycopg.errors.OperationalError):
 _WAIT_TIMEOUT = getattr(psycopg.errors, "_WaitTimeout", psycopg.errors.OperationalError)
 
 
-_recent_answers = threading.local()
-
-
-@contextlib.contextmanager
-def trusting_recent_answers():
-    """Within this block (a read that is retried on a dead connection: key_cache._load), the pool
-    does not pre-ping a connection that answered less than FRESH_SECONDS ago: under load the
-    pre-ping would cost a round trip per checkout, as much as the read itself. Everywhere else
-    every checkout is pre-pinged."""
-    _recent_answers.trusted = True
-    try:
-        yield
-    finally:
-        _recent_answers.trusted = False
-
-
 class DeadlineConnection(psycopg.Connection):
     """A psycopg connection whose round trips give up after `deadline` seconds (None: never), and
     its pre-pings after `ping_deadline` seconds."""
 
     deadline = None
     ping_deadline = None
-    answered_at = float("-inf")  # clock.monotonic() of its last round trip that completed
 
     def wait(self, gen, *args, **kwargs):
         # Every round trip on an open connection (execute, fetch, commit, rollback) waits here.
         if self.deadline is None or args or "timeout" in kwargs:
-            result = super().wait(gen, *args, **kwargs)
-        else:
-            try:
-                result = super().wait(gen, timeout=self.deadline, **kwargs)
-            except _WAIT_TIMEOUT:
-                # The exchange stopped half-way: the connection cannot be used again.
-                self.close()
-                raise DatabaseTimeout(f"the database did not answer within {self.deadline:g} s") from None
-        self.answered_at = clock.monotonic()
-        return result
+            return super().wait(gen, *args, **kwargs)
+        try:
+            return super().wait(gen, timeout=self.deadline, **kwargs)
+        except _WAIT_TIMEOUT:
+            # The exchange stopped half-way: the connection cannot be used again.
+            self.close()
+            raise DatabaseTimeout(f"the database did not answer within {self.deadline:g} s") from None
 
     def ping(self, do_ping):
         """Run the dialect's `do_ping(self)` within `ping_deadline`: a pre-ping is a liveness check,
-        bounded like a connect, not like a statement (then the pool connects again). Skipped, inside
-        trusting_recent_answers(), for a connection that answered within FRESH_SECONDS."""
-        if getattr(_recent_answers, "trusted", False) and clock.monotonic() - self.answered_at < FRESH_SECONDS:
-            return True
+        bounded like a connect, not like a statement (then the pool connects again)."""
         if self.ping_deadline is None:
             return do_ping(self)
         deadline, self.deadline = self.deadline, self.ping_deadline

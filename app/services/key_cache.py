@@ -5,17 +5,23 @@ rotate, scope change or delete reaches every worker within KEY_CACHE_SECONDS (1 
 and at once on the worker that made it.
 """
 import ipaddress
+import os
+import threading
+from collections import namedtuple
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, or_, select
+import orjson
+import psycopg
+from psycopg.types.json import set_json_loads
+from sqlalchemy import bindparam, event, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db, state
 from app.models import ApiKey, KeyChange, User
 from app.models.api_key import status_at
 from app.services import clock
-from app.services.breaker import DatabaseTimeout, trusting_recent_answers
+from app.services.breaker import DatabaseTimeout
 from app.services.key_format import hash_secret, is_well_formed
 
 CACHE_MAX_ENTRIES = 50_000
@@ -45,16 +51,17 @@ class KeyRecord:
 
     @classmethod
     def from_row(cls, row, matched_previous: bool):
-        """The record of a row of _LOOKUP's columns."""
+        """The record of a row of _LOOKUP's columns (times as stored, naive UTC, from the prepared
+        lookup; aware from SQLAlchemy's)."""
         return cls(
             id=row.id, user_id=row.user_id, owner_is_admin=row.owner_is_admin, name=row.name,
-            scopes=tuple(row.scopes or ()), status=row.status, expires_at=row.expires_at,
+            scopes=tuple(row.scopes or ()), status=row.status, expires_at=_utc(row.expires_at),
             allowed_ips=tuple(row.allowed_ips or ()),
             networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in row.allowed_ips or ()),
             metadata=dict(row.metadata or {}), rate_limit=row.rate_limit,
             quota_limit=row.quota_limit, quota_period=row.quota_period,
             budget_limit=row.budget_limit, budget_period=row.budget_period,
-            grace_until=row.previous_valid_until if matched_previous else None,
+            grace_until=_utc(row.previous_valid_until) if matched_previous else None,
         )
 
     def status_at(self, now: datetime) -> str:
@@ -68,6 +75,10 @@ class KeyRecord:
         except ValueError:
             return False
         return any(ip in network for network in self.networks)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class KeyCache:
@@ -93,6 +104,14 @@ class KeyCache:
         self._unknown: dict[str, float] = {}  # digest -> monotonic time it was found missing
         self._seq: int | None = None  # the last change log entry applied
         self._checked_at = float("-inf")
+        self._lookup = None
+
+    def lookup(self, digest: str):
+        """The row of _LOOKUP's columns for `digest` (current or replaced by a rotation), or None."""
+        if self._lookup is None:
+            engine = db.engine
+            self._lookup = PreparedLookup(engine) if engine.dialect.driver == "psycopg" else _core_lookup
+        return self._lookup(digest)
 
     def find(self, secret: str):
         """Return the record of the key `secret`, or None. A malformed key or a bad checksum is
@@ -163,24 +182,92 @@ _LOOKUP = (
 )
 
 
+_LookupRow = namedtuple("_LookupRow", [column.name for column in _LOOKUP.selected_columns])
+
+
+def _lookup_row(cursor):
+    """psycopg's row factory for _LOOKUP: rows with the column names SQLAlchemy's rows have."""
+    return _LookupRow._make
+
+
 def _load(digest: str):
-    """Look a digest up on a connection of its own, in autocommit: one round trip, no transaction to
-    begin and roll back, and nothing left in the request's session. A pooled connection found dead
-    (for this read the pool skips the pre-ping of one that answered within a second:
-    breaker.trusting_recent_answers) is dropped by the pool, and the lookup is made once more on a
-    new one."""
-    try:
-        row = _lookup(digest)
-    except OperationalError as error:
-        if not error.connection_invalidated or isinstance(error.orig, DatabaseTimeout):
-            raise  # a hung database (the deadline) is not retried: it would double the wait
-        row = _lookup(digest)
+    row = key_cache().lookup(digest)
     return None if row is None else KeyRecord.from_row(row, matched_previous=row.digest != digest)
 
 
-def _lookup(digest: str):
-    with trusting_recent_answers(), db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+def _core_lookup(digest: str):
+    """_LOOKUP through SQLAlchemy (SQLite, and any driver but psycopg): in autocommit, on a connection
+    of its own, so nothing is left in the request's session."""
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         return connection.execute(_LOOKUP, {"digest": digest}).first()
+
+
+class PreparedLookup:
+    """_LOOKUP on PostgreSQL: a prepared statement on a connection each thread keeps for it, in
+    autocommit, outside the pool. A miss then costs one round trip and no checkout, transaction,
+    compilation or planning: about 35 us of CPU in this process instead of 150 us through
+    SQLAlchemy (README, issue 16).
+
+    The connection is made by the engine (so it has the engine's timeouts and the breaker's
+    deadline: breaker.DeadlineConnection) and detached from its pool. One that fails is closed, and
+    the lookup is made once more on a new one (it may have died while idle), unless the database
+    did not answer within the deadline (a retry would only double the wait). Errors reach the
+    caller as SQLAlchemy's OperationalError, as every other database failure does. A forked
+    process makes its own; the engine's dispose() closes them all."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self._sql = str(_LOOKUP.compile(dialect=engine.dialect))
+        self._local = threading.local()
+        self._open: set = set()  # (pid, connection) of every thread
+        self._lock = threading.Lock()
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def __call__(self, digest: str):
+        try:
+            return self._execute(digest)
+        except psycopg.OperationalError as error:
+            if isinstance(error, DatabaseTimeout):
+                raise OperationalError(self._sql, None, error) from error
+        try:
+            return self._execute(digest)
+        except psycopg.OperationalError as error:
+            raise OperationalError(self._sql, None, error) from error
+
+    def _execute(self, digest: str):
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != os.getpid() or held[1].closed:
+            held = self._local.held = self._connect()
+        try:
+            return held[1].execute(self._sql, {"digest": digest}, prepare=True).fetchone()
+        except psycopg.OperationalError:
+            self._discard(held)
+            raise
+
+    def _connect(self):
+        pooled = self._engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()  # ours from now on: the pool neither counts nor recycles it
+        connection.autocommit = True
+        connection.row_factory = _lookup_row
+        set_json_loads(orjson.loads, connection)
+        held = (os.getpid(), connection)
+        with self._lock:
+            self._open.add(held)
+        return held
+
+    def _discard(self, held):
+        with self._lock:
+            self._open.discard(held)
+        held[1].close()
+
+    def close(self):
+        """Close this process's lookup connections (a forked child leaves its parent's alone)."""
+        with self._lock:
+            mine = [held for held in self._open if held[0] == os.getpid()]
+            self._open.difference_update(mine)
+        for _, connection in mine:
+            connection.close()
 
 
 def init_app(app):
