@@ -8,8 +8,10 @@ import ipaddress
 import os
 import threading
 from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import psycopg
@@ -104,7 +106,7 @@ class KeyCache:
         self._unknown: dict[str, float] = {}  # digest -> monotonic time it was found missing
         self._seq: int | None = None  # the last change log entry applied
         self._checked_at = float("-inf")
-        self._lookup = None
+        self._lookup: Callable[[str], Any] | None = None
 
     def lookup(self, digest: str):
         """The row of _LOOKUP's columns for `digest` (current or replaced by a rotation), or None."""
@@ -182,7 +184,7 @@ _LOOKUP = (
 )
 
 
-_LookupRow = namedtuple("_LookupRow", [column.name for column in _LOOKUP.selected_columns])
+_LookupRow = namedtuple("_LookupRow", tuple(column.name for column in _LOOKUP.selected_columns))  # type: ignore[misc]
 
 
 def _lookup_row(cursor):
