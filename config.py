@@ -63,6 +63,8 @@ class Config:
     RATE_LIMIT_AUTH_FAILURES = os.environ.get("RATE_LIMIT_AUTH_FAILURES", "60 per minute")
 
     CORS_ORIGINS = _env_list("CORS_ORIGINS")
+    # How long a browser may reuse a preflight's answer (Chromium caps it at 7200 seconds).
+    CORS_MAX_AGE = _env_int("CORS_MAX_AGE", 600)
     TRUSTED_PROXIES = _env_int("TRUSTED_PROXIES", 0)
 
     PASSWORD_MIN_LENGTH = _env_int("PASSWORD_MIN_LENGTH", 12)

@@ -24,9 +24,9 @@ def create_app(config_class=Config, **overrides):
     _configure_rate_limits(app)
     _check_key_prefix(app)
 
-    from app import extensions, models  # noqa: F401  (models register their tables)
+    from app import docs, extensions, models  # noqa: F401  (models register their tables)
     from app.api import api, health, verify
-    from app.api.helpers import errors, ratelimit
+    from app.api.helpers import cors, errors, ratelimit
     from app.api.helpers import requests as request_helpers
     from app.services import key_cache, usage
 
@@ -34,11 +34,10 @@ def create_app(config_class=Config, **overrides):
     extensions.migrate.init_app(app, extensions.db, directory=str(Path(__file__).parent.parent / "migrations"),
                                 render_as_batch=True, compare_type=True)
     extensions.jwt.init_app(app)
-    if app.config["CORS_ORIGINS"]:
-        extensions.cors.init_app(app, resources={r"/v1/*": {"origins": app.config["CORS_ORIGINS"]}},
-                                 supports_credentials=False)
+    cors.init_app(app)
     api.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)  # /docs/: the OpenAPI document for people
     ratelimit.init_app(app, exempt_blueprints=[health.bp])  # after the routes it refers to
     errors.init_app(app)
     usage.init_app(app)

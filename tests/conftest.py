@@ -33,6 +33,9 @@ from tests.helpers import (  # noqa: F401
     resource,
 )
 
+# Every JSON:API answer the test client gets is checked against the JSON:API 1.0 schema.
+pytest_plugins = ["tests.jsonapi_conformance"]
+
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory):

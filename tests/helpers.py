@@ -2,7 +2,7 @@
 
 - JSON:API documents and errors: `resource`, `assert_error`, `call`.
 - Credentials: `bearer`, `key_header`, `login`, `start_session`, `register_secret`.
-- The api-key resource: `create_key`, `patch_key`, `key_count`, `listed_ids`, `dump_database`.
+- The api-keys resource: `create_key`, `patch_key`, `key_count`, `listed_ids`, `dump_database`.
 - Users, tokens and keys straight through the models: `Factory` (the `make` fixture), `Seeder`
   (for a service running in other processes).
 - Time: `Timeline` (the `timeline` fixture), a monotonic clock that only moves when told.
@@ -90,12 +90,12 @@ def register_secret(response, secrets):
     return secret
 
 
-# --- the api-key resource --------------------------------------------------------------------------
+# --- the api-keys resource -------------------------------------------------------------------------
 
 def create_key(client, headers, secrets, relationships=None, **attributes):
     """POST /v1/api-keys with `attributes` by their API names (pass dasherized ones as **{"expires-at": ...})."""
     attributes.setdefault("name", "test key")
-    document = resource("api-key", attributes, relationships=relationships)
+    document = resource("api-keys", attributes, relationships=relationships)
     response = call(client, "POST", "/v1/api-keys", headers, document)
     register_secret(response, secrets)
     return response
@@ -103,7 +103,7 @@ def create_key(client, headers, secrets, relationships=None, **attributes):
 
 def patch_key(client, headers, key_id, attributes=None, relationships=None):
     return call(client, "PATCH", f"/v1/api-keys/{key_id}", headers,
-                resource("api-key", attributes, id_=key_id, relationships=relationships))
+                resource("api-keys", attributes, id_=key_id, relationships=relationships))
 
 
 def key_count(app, user_id):

@@ -1,4 +1,4 @@
-"""The api-key resource: who may do what (one matrix), the secret shown once, listing, lifecycle."""
+"""The api-keys resource: who may do what (one matrix), the secret shown once, listing, lifecycle."""
 import json
 import uuid
 from collections.abc import Callable
@@ -69,18 +69,18 @@ class Endpoint:
 
 
 def _key_links(ids):
-    return {"data": [{"type": "api-key", "id": str(ids.key)}]}
+    return {"data": [{"type": "api-keys", "id": str(ids.key)}]}
 
 
 REFUSED = (403, "OWNER_IMMUTABLE")
 ENDPOINTS = {
     "get-key": Endpoint("GET", "/v1/api-keys/{key}"),
     "patch-key": Endpoint("PATCH", "/v1/api-keys/{key}",
-                          lambda ids: resource("api-key", {"name": "renamed"}, id_=ids.key)),
+                          lambda ids: resource("api-keys", {"name": "renamed"}, id_=ids.key)),
     "delete-key": Endpoint("DELETE", "/v1/api-keys/{key}"),
     "get-key-owner": Endpoint("GET", "/v1/api-keys/{key}/relationships/user"),
     "patch-key-owner": Endpoint("PATCH", "/v1/api-keys/{key}/relationships/user",
-                                lambda ids: {"data": {"type": "user", "id": str(ids.stranger)}}, allowed=REFUSED),
+                                lambda ids: {"data": {"type": "users", "id": str(ids.stranger)}}, allowed=REFUSED),
     "list-user-keys": Endpoint("GET", "/v1/users/{user}/api-keys"),
     "get-user-key-links": Endpoint("GET", "/v1/users/{user}/relationships/api-keys"),
     "post-user-key-links": Endpoint("POST", "/v1/users/{user}/relationships/api-keys", _key_links, allowed=REFUSED),
@@ -93,8 +93,8 @@ ENDPOINTS = {
     "rotate": Endpoint("POST", "/v1/api-keys/{key}/rotate", allowed=(201, None)),
     "create-for-user": Endpoint(
         "POST", "/v1/api-keys",
-        lambda ids: resource("api-key", {"name": "new"},
-                             relationships={"user": {"data": {"type": "user", "id": str(ids.user)}}}),
+        lambda ids: resource("api-keys", {"name": "new"},
+                             relationships={"user": {"data": {"type": "users", "id": str(ids.user)}}}),
         allowed=(201, None), for_others=(403, "ADMIN_REQUIRED")),
 }
 ACTORS = ("owner", "other-user", "admin", "anonymous", "key-with-scope", "key-without-scope", "revoked-key")
@@ -301,7 +301,7 @@ def test_list_filters_sorting_and_pages(client, make, owner_with_keys, query, na
 
 def test_sparse_fieldsets(client, make, owner_with_keys):
     response = client.get("/v1/api-keys", headers=make.headers(owner_with_keys),
-                          query_string={"fields[api-key]": "name,status"})
+                          query_string={"fields[api-keys]": "name,status"})
     assert response.status_code == 200
     assert {tuple(sorted(item["attributes"])) for item in response.get_json()["data"]} == {("name", "status")}
 

@@ -16,11 +16,11 @@ def events(app):
 def test_every_key_mutation_leaves_exactly_one_event(app, client, make, secrets_seen):
     owner = make.user()
     headers = make.headers(owner)
-    created = call(client, "POST", "/v1/api-keys", headers, resource("api-key", {"name": "ci"}))
+    created = call(client, "POST", "/v1/api-keys", headers, resource("api-keys", {"name": "ci"}))
     secrets_seen.add(created.get_json()["data"]["attributes"]["secret"])
     key_id = created.get_json()["data"]["id"]
     steps = [
-        ("PATCH", f"/v1/api-keys/{key_id}", resource("api-key", {"name": "ci-2", "tags": ["x"]}, id_=key_id)),
+        ("PATCH", f"/v1/api-keys/{key_id}", resource("api-keys", {"name": "ci-2", "tags": ["x"]}, id_=key_id)),
         ("POST", f"/v1/api-keys/{key_id}/suspend", None),
         ("POST", f"/v1/api-keys/{key_id}/reactivate", None),
         ("POST", f"/v1/api-keys/{key_id}/rotate", {"grace-period": 0}),
@@ -52,7 +52,7 @@ def test_failed_requests_leave_no_event(app, client, make):
 
 
 def test_account_and_session_events(app, client, make):
-    call(client, "POST", "/v1/users", {}, resource("user", {"email": "ann@example.com", "password": PASSWORD}))
+    call(client, "POST", "/v1/users", {}, resource("users", {"email": "ann@example.com", "password": PASSWORD}))
     client.post("/v1/auth/login", json={"email": "ann@example.com", "password": "wrong password!"})
     client.post("/v1/auth/login", json={"email": "nobody@example.com", "password": "wrong password!"})
     login = client.post("/v1/auth/login", json={"email": "ann@example.com", "password": PASSWORD})
@@ -60,7 +60,7 @@ def test_account_and_session_events(app, client, make):
     user_id = int(login.get_json()["meta"]["user_id"])
     bearer = {"Authorization": f"Bearer {token}"}
     change = {"password": PASSWORD + "!", "current-password": PASSWORD}
-    call(client, "PATCH", f"/v1/users/{user_id}", bearer, resource("user", change, id_=user_id))
+    call(client, "PATCH", f"/v1/users/{user_id}", bearer, resource("users", change, id_=user_id))
     client.post("/v1/auth/logout", headers=bearer)
     actions = [(action, target_id, tuple(changes)) for action, _, target_id, _, changes in events(app)]
     assert actions == [
@@ -85,9 +85,9 @@ def test_an_audit_write_failure_rolls_the_change_back(app, client, make, monkeyp
     headers = make.headers(owner)
     assert_error(call(client, "POST", f"/v1/api-keys/{key.id}/revoke", headers), 500)
     assert_error(call(client, "PATCH", f"/v1/api-keys/{key.id}", headers,
-                     resource("api-key", {"name": "renamed"}, id_=key.id)), 500)
+                     resource("api-keys", {"name": "renamed"}, id_=key.id)), 500)
     assert_error(call(client, "DELETE", f"/v1/api-keys/{key.id}", headers), 500)
-    assert_error(call(client, "POST", "/v1/api-keys", headers, resource("api-key", {"name": "new"})), 500)
+    assert_error(call(client, "POST", "/v1/api-keys", headers, resource("api-keys", {"name": "new"})), 500)
     monkeypatch.undo()
     assert make.row(ApiKey, key.id) == before
     with app.app_context():
@@ -104,9 +104,9 @@ def test_who_sees_which_events(app, client, make, viewer, visible):
     listed = client.get("/v1/audit-events", headers=headers).get_json()
     assert listed["meta"]["count"] == visible
     if visible:
-        event = listed["data"][0]["attributes"]
-        assert event["action"] == "key.suspend" and event["actor-user-id"] == str(admin.id)
-        assert event["ip"] == "127.0.0.1"
+        event = listed["data"][0]
+        assert event["attributes"]["action"] == "key.suspend" and event["attributes"]["ip"] == "127.0.0.1"
+        assert event["relationships"]["actor"]["data"] == {"type": "users", "id": str(admin.id)}
 
 
 def test_events_filter_by_action_and_refuse_writes(app, client, make):
@@ -118,4 +118,4 @@ def test_events_filter_by_action_and_refuse_writes(app, client, make):
     assert [e["attributes"]["action"] for e in listed["data"]] == ["auth.login"]
     assert_error(client.get('/v1/audit-events?filter=[{"name":"ip","op":"like","val":"%"}]', headers=headers), 400)
     assert_error(call(client, "DELETE", f"/v1/audit-events/{listed['data'][0]['id']}", headers), 405)
-    assert_error(call(client, "POST", "/v1/audit-events", headers, resource("audit-event", {"action": "x"})), 405)
+    assert_error(call(client, "POST", "/v1/audit-events", headers, resource("audit-events", {"action": "x"})), 405)

@@ -55,7 +55,7 @@ def assert_unauthorized(response, code):
 
 LOGIN_BODIES = {
     "plain JSON": lambda email: {"email": email, "password": PASSWORD},
-    "JSON:API document": lambda email: {"data": {"type": "login",
+    "JSON:API document": lambda email: {"data": {"type": "sessions",
                                                  "attributes": {"email": email, "password": PASSWORD}}},
 }
 

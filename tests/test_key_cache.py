@@ -56,7 +56,7 @@ def test_item_1_a_change_drops_only_the_records_it_names(app, client, make, monk
     for key in (kept, changed, bystander):
         assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
     response = call(client, "PATCH", f"/v1/api-keys/{changed.id}", make.headers(owner),
-                    resource("api-key", {"scopes": []}, id_=changed.id))
+                    resource("api-keys", {"scopes": []}, id_=changed.id))
     assert response.status_code == 200
     assert cached_ids(app) == {kept.id, bystander.id}
     assert_error(client.get("/v1/api-keys", headers=key_header(changed.secret)), 403, code="INSUFFICIENT_SCOPES")
@@ -68,7 +68,7 @@ def test_item_1_an_account_change_drops_every_key_of_the_account(app, client, ma
     for key in (first, second):
         assert client.get("/v1/api-keys", headers=key_header(key.secret)).status_code == 200
     demoted = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(admin),
-                   resource("user", {"is-admin": False}, id_=owner.id))
+                   resource("users", {"is-admin": False}, id_=owner.id))
     assert demoted.status_code == 200
     assert cached_ids(app) == set()
 
@@ -116,7 +116,7 @@ def test_item_7_an_unknown_key_costs_one_lookup_and_a_new_key_works_at_once(app,
         assert_error(client.get("/v1/api-keys", headers=key_header(stranger)), 401, code="NOT_FOUND")
     assert loads == [hash_secret(stranger)]
     created = call(client, "POST", "/v1/api-keys", make.headers(owner),
-                   resource("api-key", {"name": "new", "scopes": ["keys:read"]}))
+                   resource("api-keys", {"name": "new", "scopes": ["keys:read"]}))
     secret = register_secret(created, secrets_seen)
     assert client.get("/v1/api-keys", headers=key_header(secret)).status_code == 200
 

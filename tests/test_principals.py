@@ -118,8 +118,8 @@ ACCOUNT_ROUTE = {**ANONYMOUS, **SESSION_ONLY,
 
 
 def _new_key_for_owner(**attributes):
-    return lambda world: resource("api-key", {"name": "minted", **attributes},
-                                  relationships={"user": {"data": {"type": "user", "id": str(world.owner.id)}}})
+    return lambda world: resource("api-keys", {"name": "minted", **attributes},
+                                  relationships={"user": {"data": {"type": "users", "id": str(world.owner.id)}}})
 
 
 ROUTES = {
@@ -131,7 +131,7 @@ ROUTES = {
         **KEY_ROUTE, "key-narrower-than-target": (403, "RESTRICTION_NOT_GRANTABLE"),
         "key-of-demoted-admin": (403, "ADMIN_REQUIRED"), "key-of-other-user": (403, "ADMIN_REQUIRED")}),
     "patch": Route("PATCH", "/v1/api-keys/{key}", "keys:write",
-                   lambda world: resource("api-key", {"name": "renamed"}, id_=world.target.id), answers=KEY_ROUTE),
+                   lambda world: resource("api-keys", {"name": "renamed"}, id_=world.target.id), answers=KEY_ROUTE),
     "delete": Route("DELETE", "/v1/api-keys/{key}", "keys:write", answers=KEY_ROUTE),
     "revoke": Route("POST", "/v1/api-keys/{key}/revoke", "keys:write", answers=KEY_ROUTE),
     "suspend": Route("POST", "/v1/api-keys/{key}/suspend", "keys:write", answers=KEY_ROUTE),
@@ -141,16 +141,16 @@ ROUTES = {
         **ANONYMOUS, "owner-session": (403, "ADMIN_REQUIRED"),
         **{principal: (403, "ADMIN_REQUIRED") for principal in SESSION_ONLY}}),
     "password": Route("PATCH", "/v1/users/{user}", "users:write", lambda world: resource(
-        "user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, id_=world.owner.id), answers=ACCOUNT_ROUTE),
+        "users", {"password": NEW_PASSWORD, "current-password": PASSWORD}, id_=world.owner.id), answers=ACCOUNT_ROUTE),
     "email": Route("PATCH", "/v1/users/{user}", "users:write", lambda world: resource(
-        "user", {"email": "new.address@example.com", "current-password": PASSWORD}, id_=world.owner.id),
+        "users", {"email": "new.address@example.com", "current-password": PASSWORD}, id_=world.owner.id),
         answers=ACCOUNT_ROUTE),
     "promote": Route("PATCH", "/v1/users/{user}", "users:write", lambda world: resource(
-        "user", {"is-admin": True}, id_=world.owner.id), answers={
+        "users", {"is-admin": True}, id_=world.owner.id), answers={
         **{principal: (403, "ADMIN_REQUIRED") for principal in PRINCIPALS if principal != "admin-session"},
         **ANONYMOUS}),
     "sign-up-admin": Route("POST", "/v1/users", "users:write", lambda world: resource(
-        "user", {"email": "made@example.com", "password": PASSWORD, "is-admin": True}), ok=201,
+        "users", {"email": "made@example.com", "password": PASSWORD, "is-admin": True}), ok=201,
         answers={principal: (403, "ADMIN_REQUIRED") for principal in PRINCIPALS if principal != "admin-session"}),
     "delete-account": Route("DELETE", "/v1/users/{user}", "users:write", answers=ACCOUNT_ROUTE),
     "logout-all": Route("POST", "/v1/auth/logout-all", "keys:read", ok=204, answers={**ANONYMOUS, **SESSION_ONLY}),
@@ -219,7 +219,7 @@ def test_finding_1_a_key_cannot_act_on_a_wider_sibling(app, client, make, secret
         response = call(client, "DELETE", url, key_header(attacker.secret))
     elif action == "patch":
         response = call(client, "PATCH", url, key_header(attacker.secret),
-                        resource("api-key", {"name": "x"}, sibling.id))
+                        resource("api-keys", {"name": "x"}, sibling.id))
     else:
         response = call(client, "POST", f"{url}/{action}", key_header(attacker.secret))
     assert register_secret(response, secrets_seen) is None
@@ -246,7 +246,7 @@ def test_finding_2_a_users_write_key_cannot_take_over_the_account(client, make, 
     secrets_seen.add(NEW_PASSWORD)
     before = make.row(User, owner.id)
     response = call(client, "PATCH", f"/v1/users/{owner.id}", key_header(key.secret),
-                    resource("user", attributes, id_=owner.id))
+                    resource("users", attributes, id_=owner.id))
     assert_error(response, 403, code="SESSION_REQUIRED")
     assert make.row(User, owner.id) == before
     assert client.post("/v1/auth/login", json={"email": owner.email, "password": NEW_PASSWORD}).status_code == 401
@@ -261,7 +261,7 @@ def test_finding_2_a_session_changes_its_password_or_email_only_with_the_current
     before = make.row(User, owner.id)
     given = {**attributes, **({"current-password": current} if current else {})}
     response = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(owner),
-                    resource("user", given, id_=owner.id))
+                    resource("users", given, id_=owner.id))
     assert_error(response, 403, code="CURRENT_PASSWORD_REQUIRED", pointer="/data/attributes/current-password")
     assert make.row(User, owner.id) == before
 
@@ -269,7 +269,7 @@ def test_finding_2_a_session_changes_its_password_or_email_only_with_the_current
 def test_finding_2_an_unchanged_email_needs_no_password(client, make):
     owner = make.user()
     response = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(owner),
-                    resource("user", {"email": owner.email.upper()}, id_=owner.id))
+                    resource("users", {"email": owner.email.upper()}, id_=owner.id))
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
@@ -300,10 +300,10 @@ def test_finding_3_a_key_cannot_lift_its_own_restrictions(client, make, secrets_
     before = make.row(ApiKey, key.id)
     if how == "patch-itself":
         response = call(client, "PATCH", f"/v1/api-keys/{key.id}", key_header(key.secret),
-                        resource("api-key", change, id_=key.id))
+                        resource("api-keys", change, id_=key.id))
     else:
         response = call(client, "POST", "/v1/api-keys", key_header(key.secret),
-                        resource("api-key", {"name": "escape", **change}))
+                        resource("api-keys", {"name": "escape", **change}))
     register_secret(response, secrets_seen)
     assert_error(response, 403, code="RESTRICTION_NOT_GRANTABLE", pointer=f"/data/attributes/{attribute}")
     assert make.row(ApiKey, key.id) == before
@@ -314,7 +314,7 @@ def test_finding_3_a_key_may_narrow_what_it_mints_and_the_rest_is_inherited(clie
     expires = utcnow() + timedelta(days=3)
     key = make.key(owner, scopes=["keys:write", "llm:*"], allowed_ips=["10.0.0.0/8", "127.0.0.1"],
                    expires_at=expires, rate_limit="100/minute", quota_limit=50, quota_period="month")
-    response = call(client, "POST", "/v1/api-keys", key_header(key.secret), resource("api-key", {
+    response = call(client, "POST", "/v1/api-keys", key_header(key.secret), resource("api-keys", {
         "name": "child", "scopes": ["llm:gpt-4o"], "allowed-ips": ["10.1.0.0/16"], "rate-limit": "10/hour"}))
     assert response.status_code == 201, response.get_data(as_text=True)
     register_secret(response, secrets_seen)
@@ -346,7 +346,7 @@ def test_finding_4_a_password_change_ends_every_other_session(app, client, make,
     secrets_seen.add(NEW_PASSWORD)
     assert _session_works(client, owner, *stolen)
     response = call(client, "PATCH", f"/v1/users/{owner.id}", bearer(mine[0]),
-                    resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, id_=owner.id))
+                    resource("users", {"password": NEW_PASSWORD, "current-password": PASSWORD}, id_=owner.id))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert_error(client.get(f"/v1/users/{owner.id}", headers=bearer(stolen[0])), 401, code="TOKEN_REVOKED")
     assert_error(client.post("/v1/auth/refresh", headers=bearer(stolen[1])), 401, code="TOKEN_REVOKED")
@@ -361,7 +361,7 @@ def test_finding_4_an_admin_reset_ends_every_session_of_the_account(client, make
     tokens = start_session(client, owner, secrets_seen)
     secrets_seen.add(NEW_PASSWORD)
     response = call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(admin),
-                    resource("user", {"password": NEW_PASSWORD}, id_=owner.id))
+                    resource("users", {"password": NEW_PASSWORD}, id_=owner.id))
     assert response.status_code == 200, response.get_data(as_text=True)
     assert_error(client.get(f"/v1/users/{owner.id}", headers=bearer(tokens[0])), 401, code="TOKEN_REVOKED")
     assert _session_works(client, owner, *start_session(client, owner, secrets_seen, NEW_PASSWORD))
@@ -388,7 +388,7 @@ def test_finding_5_a_demoted_admins_key_stops_verifying(app, client, make, monke
     checked = make.key(user, scopes=["llm:*"])
     assert client.post("/v1/api-keys/verify", json={"key": checked.secret}, headers=service).status_code == 200
     demote = call(client, "PATCH", f"/v1/users/{admin.id}", make.headers(make.user(admin=True)),
-                  resource("user", {"is-admin": False}, id_=admin.id))
+                  resource("users", {"is-admin": False}, id_=admin.id))
     assert demote.status_code == 200, demote.get_data(as_text=True)
     response = client.post("/v1/api-keys/verify", json={"key": checked.secret}, headers=service)
     assert_error(response, 403, code="INSUFFICIENT_SCOPES")
@@ -417,8 +417,8 @@ def test_finding_6_the_old_secret_cannot_retake_the_key_in_its_grace_period(app,
         "revoke": lambda: call(client, "POST", f"{url}/revoke", old),
         "suspend": lambda: call(client, "POST", f"{url}/suspend", old),
         "delete": lambda: call(client, "DELETE", url, old),
-        "patch": lambda: call(client, "PATCH", url, old, resource("api-key", {"name": "mine now"}, id_=key.id)),
-        "create": lambda: call(client, "POST", "/v1/api-keys", old, resource("api-key", {"name": "spare"})),
+        "patch": lambda: call(client, "PATCH", url, old, resource("api-keys", {"name": "mine now"}, id_=key.id)),
+        "create": lambda: call(client, "POST", "/v1/api-keys", old, resource("api-keys", {"name": "spare"})),
     }[action]()
     register_secret(response, secrets_seen)
     assert_error(response, 403, code="ROTATED_SECRET")
@@ -442,7 +442,7 @@ def test_finding_7_include_needs_the_scope_reading_the_type_needs(client, make, 
         if status == 403:
             assert_error(response, 403, code="INSUFFICIENT_SCOPES")
         else:
-            assert response.status_code == 200 and response.get_json()["included"][0]["type"] == "user"
+            assert response.status_code == 200 and response.get_json()["included"][0]["type"] == "users"
 
 
 def test_finding_7_including_keys_needs_keys_read(client, make):
@@ -458,7 +458,8 @@ def test_finding_8_a_failed_login_never_names_the_victim_in_the_senders_trail(ap
     headers = make.headers(attacker)
     client.post("/v1/auth/login", json={"email": victim.email, "password": "guessing wrong"}, headers=headers)
     seen_by_attacker = client.get("/v1/audit-events", headers=headers).get_json()["data"]
-    assert all(event["attributes"].get("target-id") != str(victim.id) for event in seen_by_attacker)
+    assert all(event["relationships"]["subject"]["data"] != {"type": "users", "id": str(victim.id)}
+               for event in seen_by_attacker)
     assert str(victim.id) not in str(seen_by_attacker)
     seen_by_victim = client.get("/v1/audit-events", headers=make.headers(victim)).get_json()["data"]
     assert [e["attributes"]["action"] for e in seen_by_victim] == ["auth.login_failed"]
@@ -472,10 +473,10 @@ def test_found_in_review_an_admin_key_cannot_make_an_admin(client, make, how):
     key = key_header(make.key(admin, scopes=["users:read", "users:write", "admin:access"]).secret)
     if how == "promote":
         response = call(client, "PATCH", f"/v1/users/{accomplice.id}", key,
-                        resource("user", {"is-admin": True}, id_=accomplice.id))
+                        resource("users", {"is-admin": True}, id_=accomplice.id))
     else:
         response = call(client, "POST", "/v1/users", key,
-                        resource("user", {"email": "new.boss@example.com", "password": PASSWORD, "is-admin": True}))
+                        resource("users", {"email": "new.boss@example.com", "password": PASSWORD, "is-admin": True}))
     assert_error(response, 403, code="SESSION_REQUIRED")
     assert make.row(User, accomplice.id)["is_admin"] is False
     login = client.post("/v1/auth/login", json={"email": "new.boss@example.com", "password": PASSWORD})
@@ -487,6 +488,6 @@ def test_finding_8_probing_for_taken_emails_is_rate_limited(client, make):
     owner = make.user()
     taken = [make.user().email for _ in range(4)]
     answers = [call(client, "PATCH", f"/v1/users/{owner.id}", make.headers(owner),
-                    resource("user", {"email": email, "current-password": PASSWORD}, id_=owner.id)).status_code
+                    resource("users", {"email": email, "current-password": PASSWORD}, id_=owner.id)).status_code
                for email in taken]
     assert answers == [409, 409, 409, 429]

@@ -175,7 +175,7 @@ def test_a_password_change_ends_other_sessions_on_every_worker(service):
     mine = seeder.session(user_id)
     url = f"{base}/v1/users/{user_id}"
     assert fire(url, 8, {"Authorization": f"Bearer {stolen}"}) == {(200, None): 8}  # every worker served it
-    document = {"data": {"type": "user", "id": str(user_id),
+    document = {"data": {"type": "users", "id": str(user_id),
                          "attributes": {"password": "a brand new passphrase", "current-password": PASSWORD}}}
     changed = requests.patch(url, json=document, timeout=10, headers={
         "Authorization": f"Bearer {mine}", "Content-Type": "application/vnd.api+json"})
@@ -192,7 +192,7 @@ def test_a_demoted_admins_verification_key_stops_on_every_worker_within_one_seco
     checked = seeder.key(seeder.user("checked@example.com")[0])
     url = f"{base}/v1/api-keys/verify"
     assert Counter(a["meta"]["code"] for a in post_many(url, [{"key": checked}] * 12, verifier)) == {"VALID": 12}
-    document = {"data": {"type": "user", "id": str(admin_id), "attributes": {"is-admin": False}}}
+    document = {"data": {"type": "users", "id": str(admin_id), "attributes": {"is-admin": False}}}
     demoted = requests.patch(f"{base}/v1/users/{admin_id}", json=document, timeout=10, headers={
         "Authorization": f"Bearer {root_token}", "Content-Type": "application/vnd.api+json"})
     assert demoted.status_code == 200, demoted.text
@@ -224,7 +224,7 @@ def test_item_1_a_delete_committed_out_of_order_reaches_every_worker(service):
                 assert not deleting.done()  # waiting on the lock, its transaction open
                 renamed = requests.patch(f"{base}/v1/api-keys/{other_id}", headers={
                     **owner, "Content-Type": "application/vnd.api+json"}, timeout=10, json={
-                    "data": {"type": "api-key", "id": str(other_id), "attributes": {"name": "renamed"}}})
+                    "data": {"type": "api-keys", "id": str(other_id), "attributes": {"name": "renamed"}}})
                 assert renamed.status_code == 200
                 time.sleep(CACHE_DEADLINE)  # every worker has caught up with the rename (nothing shows it)
                 assert fire(url, 8, {"X-API-Key": secret}) == {(200, None): 8}

@@ -126,7 +126,7 @@ def test_admin_raises_a_quota_with_patch(client, make):
     client.get("/v1/api-keys", headers=headers)
     assert client.get("/v1/api-keys", headers=headers).status_code == 429
     patch = client.patch(f"/v1/api-keys/{key.id}", headers={**make.headers(admin), "Content-Type": JSONAPI},
-                         json=resource("api-key", {"quota": {"limit": 5, "period": "day"}}, id_=key.id))
+                         json=resource("api-keys", {"quota": {"limit": 5, "period": "day"}}, id_=key.id))
     assert patch.status_code == 200, patch.get_json()
     assert client.get("/v1/api-keys", headers=headers).status_code == 200
 

@@ -63,7 +63,7 @@ def test_without_grace_the_old_secret_is_refused_at_once(client, make, owner_key
 
 
 @pytest.mark.parametrize("body", [{"grace-period": 60},
-                                  {"data": {"type": "api-key", "attributes": {"grace-period": 60}}}],
+                                  {"data": {"type": "api-keys", "attributes": {"grace-period": 60}}}],
                          ids=["plain-json", "jsonapi-document"])
 def test_with_grace_the_old_secret_works_until_it_ends(client, make, owner_key, rotate, monkeypatch, body):
     before = utcnow()

@@ -2,7 +2,7 @@ from tests.conftest import JSONAPI, PASSWORD, resource
 
 
 def test_signup_login_and_read_self(client):
-    response = client.post("/v1/users", json=resource("user", {"email": "New@Example.com", "password": PASSWORD}),
+    response = client.post("/v1/users", json=resource("users", {"email": "New@Example.com", "password": PASSWORD}),
                            headers={"Content-Type": JSONAPI})
     assert response.status_code == 201, response.get_json()
     user_id = response.get_json()["data"]["id"]

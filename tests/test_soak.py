@@ -114,7 +114,7 @@ class Soak:
             try:
                 if action == "create":
                     response = session.post(f"{self.base}/v1/api-keys", headers={**self.owner, **JSONAPI}, json={
-                        "data": {"type": "api-key", "attributes": {"name": "soak", "scopes": SCOPES}}},
+                        "data": {"type": "api-keys", "attributes": {"name": "soak", "scopes": SCOPES}}},
                         timeout=30)
                     if response.status_code == 201:
                         data = response.json()["data"]

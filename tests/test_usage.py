@@ -1,4 +1,6 @@
 """Usage analytics: per-key time series by outcome, and the caller's summary."""
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.helpers import assert_error
@@ -32,7 +34,7 @@ def test_usage_totals_equal_the_requests_fired(client, make):
     owner = make.user()
     key = make.key(owner, scopes=["keys:read"])
     use(client, key, 12)
-    totals = client.get(f"/v1/api-keys/{key.id}/usage?granularity=day",
+    totals = client.get(f"/v1/api-keys/{key.id}/usage?group-by=day",
                         headers=make.headers(owner)).get_json()["data"]["attributes"]["totals"]
     assert totals == {"VALID": 12}
 
@@ -71,10 +73,54 @@ def test_who_may_read_a_keys_usage(client, make, actor, status):
     assert client.get(f"/v1/api-keys/{key.id}/usage", headers=headers).status_code == status
 
 
-@pytest.mark.parametrize("query", ["granularity=minute", "from=yesterday",
-                                   "from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
-                                   "from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&granularity=hour"])
-def test_bad_usage_parameters_are_400(client, make, query):
+@pytest.mark.parametrize("query, parameter", [
+    ("group-by=minute", "group-by"), ("filter[from]=yesterday", "filter[from]"),
+    ("filter[from]=2026-01-01T00:00:00Z&filter[to]=2025-01-01T00:00:00Z", "filter[from]"),
+    ("filter[from]=2020-01-01T00:00:00Z&filter[to]=2026-01-01T00:00:00Z&group-by=hour", "filter[from]"),
+    ("filter[to]=2026-01-01&filter[to]=2026-01-02", "filter[to]"),
+    ("granularity=minute", "granularity"), ("from=yesterday", "from"),           # the old names too
+    ("from=2026-01-01T00:00:00Z&filter[to]=2025-01-01T00:00:00Z", "from"),
+    ("from=2026-01-01&filter[from]=2026-01-01", "from"), ("group-by=day&granularity=day", "granularity"),
+])
+def test_bad_usage_parameters_are_400(client, make, query, parameter):
     owner = make.user()
     key = make.key(owner)
-    assert_error(client.get(f"/v1/api-keys/{key.id}/usage?{query}", headers=make.headers(owner)), 400)
+    for path in (f"/v1/api-keys/{key.id}/usage", "/v1/usage"):
+        error = assert_error(client.get(f"{path}?{query}", headers=make.headers(owner)), 400)
+        assert error["source"] == {"parameter": parameter}, error
+
+
+# --- the window's parameters: JSON:API reserves all-lowercase names -----------------------------------
+
+WINDOW = {"filter[from]": "2026-01-01T00:00:00+00:00", "filter[to]": "2026-01-03T00:00:00+00:00", "group-by": "day"}
+OLD_NAMES = {"filter[from]": "from", "filter[to]": "to", "group-by": "granularity"}
+
+
+@pytest.mark.parametrize("path", ["/v1/api-keys/{key}/usage", "/v1/usage"])
+def test_the_window_is_filter_from_filter_to_and_group_by(client, make, path):
+    owner = make.user()
+    response = client.get(path.format(key=make.key(owner).id), headers=make.headers(owner), query_string=WINDOW)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    attributes = response.get_json()["data"]["attributes"]
+    assert (attributes["from"], attributes["to"]) == (WINDOW["filter[from]"], WINDOW["filter[to]"])
+    assert "Deprecation" not in response.headers
+
+
+@pytest.mark.parametrize("old", OLD_NAMES.values())
+@pytest.mark.parametrize("path", ["/v1/api-keys/{key}/usage", "/v1/usage"])
+def test_the_old_names_work_for_a_release_and_say_they_are_deprecated(client, make, path, old):
+    owner = make.user()
+    query = {(old if OLD_NAMES[name] == old else name): value for name, value in WINDOW.items()}  # one old name
+    response = client.get(path.format(key=make.key(owner).id), headers=make.headers(owner), query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    attributes = response.get_json()["data"]["attributes"]
+    assert (attributes["from"], attributes["to"]) == (WINDOW["filter[from]"], WINDOW["filter[to]"])
+    deprecated_on = datetime(2026, 11, 23, tzinfo=UTC)
+    assert response.headers["Deprecation"] == f"@{int(deprecated_on.timestamp())}"  # RFC 9745
+
+
+@pytest.mark.parametrize("old", OLD_NAMES.values())
+def test_the_old_names_are_refused_elsewhere(client, make, old):
+    user = make.user()
+    error = assert_error(client.get(f"/v1/api-keys?{old}=day", headers=make.headers(user)), 400)
+    assert error["source"] == {"parameter": old}

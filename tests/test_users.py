@@ -17,7 +17,7 @@ NEW_PASSWORD = "a different passphrase, long enough"
 
 
 def sign_up(client, attributes, headers=None, id_=None):
-    return call(client, "POST", "/v1/users", headers, resource("user", attributes, id_))
+    return call(client, "POST", "/v1/users", headers, resource("users", attributes, id_))
 
 
 def user_count(app):
@@ -37,7 +37,7 @@ ENDPOINTS = {
     "list GET": lambda target: ("GET", "/v1/users", None),
     "detail GET": lambda target: ("GET", f"/v1/users/{target.id}", None),
     "detail PATCH": lambda target: ("PATCH", f"/v1/users/{target.id}",
-                                    resource("user", {"email": NEW_EMAIL.upper(), "current-password": PASSWORD},
+                                    resource("users", {"email": NEW_EMAIL.upper(), "current-password": PASSWORD},
                                              target.id)),
     "detail DELETE": lambda target: ("DELETE", f"/v1/users/{target.id}", None),
 }
@@ -95,7 +95,7 @@ def test_another_users_account_is_indistinguishable_from_a_missing_one(client, m
     missing_id = max(user.id for user in people.values()) + 1000
 
     def attempt(user_id):
-        body = resource("user", {"email": NEW_EMAIL}, user_id) if method == "PATCH" else None
+        body = resource("users", {"email": NEW_EMAIL}, user_id) if method == "PATCH" else None
         return call(client, method, f"/v1/users/{user_id}", headers, body)
 
     foreign, missing = attempt(people["self"].id), attempt(missing_id)
@@ -157,7 +157,7 @@ def test_api_key_acts_as_its_owner_within_its_scopes(client, make, people, heade
     key = make.key(people["self" if owner == "user" else "admin"], scopes=scopes)
     headers = {"X-API-Key": key.secret} if header == "X-API-Key" else bearer(key.secret)
     path = "/v1/users" if target == "list" else f"/v1/users/{people[target].id}"
-    body = resource("user", {"email": NEW_EMAIL}, people[target].id) if method == "PATCH" else None
+    body = resource("users", {"email": NEW_EMAIL}, people[target].id) if method == "PATCH" else None
     before = make.row(User, people["self"].id)
 
     response = call(client, method, path, headers, body)
@@ -268,7 +268,7 @@ def _list_response(client, make, people):
 def _patch_response(client, make, people):
     target = people["self"]
     return call(client, "PATCH", f"/v1/users/{target.id}", make.headers(target),
-                resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, target.id))
+                resource("users", {"password": NEW_PASSWORD, "current-password": PASSWORD}, target.id))
 
 
 @pytest.mark.parametrize("request_", [_sign_up_response, _detail_response, _list_response, _patch_response],
@@ -292,7 +292,7 @@ def test_new_password_works_and_old_one_does_not(client, make, secrets_seen):
     secrets_seen.add(NEW_PASSWORD)
 
     response = call(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
-                    resource("user", {"password": NEW_PASSWORD, "current-password": PASSWORD}, user.id))
+                    resource("users", {"password": NEW_PASSWORD, "current-password": PASSWORD}, user.id))
 
     assert response.status_code == 200, response.get_data(as_text=True)
     assert login(client, user.email, NEW_PASSWORD).status_code == 200
@@ -314,7 +314,7 @@ def test_patch_refusals_change_nothing(client, make, attributes, status, code, p
     before = make.row(User, user.id)
 
     response = call(client, "PATCH", f"/v1/users/{user.id}", make.headers(user),
-                    resource("user", attributes, user.id))
+                    resource("users", attributes, user.id))
 
     assert_error(response, status, code, pointer)
     assert [error.get("source", {}).get("pointer") for error in response.get_json()["errors"]] == [pointer]

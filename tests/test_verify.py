@@ -188,3 +188,15 @@ def test_the_verifiers_buckets_are_the_ones_flask_limiter_counts_the_keys_reques
     with app.app_context():
         names = {bucket.name for bucket in key_buckets(app.config["RATELIMIT_KEY_PREFIX"], key.id, "5/minute;100/hour")}
     assert len(names) == 2 and names <= set(reported), (names, reported)
+
+
+@pytest.mark.parametrize("config_overrides", [{"RATE_LIMIT_AUTH_FAILURES": "10 per minute; 2 per hour"}])
+def test_an_address_over_its_failure_limit_is_told_to_wait_for_the_longest_window_it_is_over(client, make, owner):
+    """Over the hourly limit only: an hour, not the minute of the first limit listed (a client back
+    in a minute would be refused again)."""
+    checked = {"key": make.key(owner).secret}
+    for _ in range(2):
+        assert_error(client.post(URL, json=checked, headers={"X-API-Key": "lk_nope"}), 401)
+    refused = client.post(URL, json=checked, headers={"X-API-Key": "lk_nope"})
+    assert_error(refused, 429, code="RATE_LIMITED")
+    assert refused.headers["Retry-After"] == "3600"

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.api import verify_fast_path
 from app.api.verify_fast_path import VerifyFastPath, unhonoured_hooks
 from app.services import allowances
-from tests.conftest import assert_error
+from tests.conftest import JSONAPI, assert_error
 
 URL = "/v1/api-keys/verify"
 
@@ -66,6 +66,18 @@ VARIANTS = [
     (lambda r, s: r.update(headers=s["admin"]), 200),                                  # an admin's JWT
     (lambda r, s: r.update(headers={"X-API-Key": s["with_quota"]}), 200),              # its quota is counted
     (lambda r, s: r.update(headers={"X-API-Key": s["quota_spent"]}), 429),
+    # content negotiation (requests.negotiate), judged before the caller in both doors
+    (lambda r, s: r.update(data=json.dumps(r.pop("json")), content_type=f"{JSONAPI}; charset=utf-8"), 415),
+    (lambda r, s: r.update(data=json.dumps(r.pop("json")), content_type=f"{JSONAPI}; ext=x", headers={}), 415),
+    (lambda r, s: r.update(data=json.dumps(r.pop("json")), content_type="application/json; charset=utf-8"), 200),
+    (lambda r, s: r.update(data=json.dumps(r.pop("json")), content_type=JSONAPI), 200),
+    (lambda r, s: r.update(data=json.dumps(r.pop("json")), content_type="text/plain", headers={}), 415),
+    (lambda r, s: r["headers"].update(Accept=f"{JSONAPI}; ext=x"), 406),
+    (lambda r, s: r["headers"].update(Accept=f"{JSONAPI}; ext=x, */*"), 406),
+    (lambda r, s: r.update(headers={"Accept": f"{JSONAPI}; charset=x"}), 406),
+    (lambda r, s: r["headers"].update(Accept=f"{JSONAPI};q=0.9, */*;q=0.1"), 200),
+    (lambda r, s: r["headers"].update(Accept="*/*"), 200),
+    (lambda r, s: r["headers"].update(Accept="application/json"), 200),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The `api-key` resource: ApiKeyList, ApiKeyDetail and ApiKeyRelationship, hanging off the user."""
+"""The `api-keys` resource: ApiKeyList, ApiKeyDetail and ApiKeyRelationship, hanging off the user."""
 from flask import current_app, request
 from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
 from flask_rest_jsonapi_next.querystring import QueryStringManager
@@ -8,7 +8,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from app.api import api
 from app.api.helpers.audit import AuditedLayer
 from app.api.helpers.auth import Guarded, current_actor, require
-from app.api.helpers.documents import refuse_client_id, stringify_linkage
+from app.api.helpers.documents import ClientDocuments, refuse_client_id, relationship_document, secret_headers
 from app.api.helpers.errors import ApiError
 from app.api.helpers.filters import CheckedFilters, FilterRules
 from app.api.helpers.permissions import (
@@ -105,7 +105,7 @@ class ApiKeyLayer(CheckedFilters, AuditedLayer):
 
     def before_update_object(self, obj, data, view_kwargs):
         actor = require("keys:write")
-        data.pop("id", None)  # checked against the URL by the library
+        data.pop("id", None)  # checked against the URL by ClientDocuments
         if "user" in data and str(data.pop("user")) != str(obj.user_id):
             raise ApiError(403, "Forbidden", "A key cannot be moved to another owner.",
                            code="OWNER_IMMUTABLE", pointer="/data/relationships/user")
@@ -146,7 +146,7 @@ def _layer():
 _read_write = {"GET": "keys:read", "POST": "keys:write", "PATCH": "keys:write", "DELETE": "keys:write"}
 
 
-class ApiKeyList(Guarded, ResourceList):
+class ApiKeyList(Guarded, ClientDocuments, ResourceList):
     """GET: the caller's keys (admins: all), or one user's. POST: create; the secret is in this 201 only."""
 
     schema = ApiKeySchema
@@ -165,8 +165,12 @@ class ApiKeyList(Guarded, ResourceList):
         if kwargs.get("id") is not None:
             raise ApiError(405, "Method not allowed", "Create keys with POST /v1/api-keys.")
 
+    def after_post(self, result):
+        document, status, headers = result
+        return document, status, {**headers, **secret_headers(self.post_response_schema)}
 
-class ApiKeyDetail(Guarded, ResourceDetail):
+
+class ApiKeyDetail(Guarded, ClientDocuments, ResourceDetail):
     schema = ApiKeySchema
     methods = ["GET", "PATCH", "DELETE"]
     required_scopes = _read_write
@@ -188,7 +192,7 @@ class ApiKeyRelationship(Guarded, ResourceRelationship):
                        pointer="/data")
 
     def after_get(self, result):
-        return stringify_linkage(result)
+        return relationship_document(result)
 
 
 api.route(ApiKeyList, "api_key_list", "/api-keys", "/users/<int:id>/api-keys")

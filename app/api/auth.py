@@ -1,12 +1,17 @@
 """Sessions: login, refresh, logout and logout-all. Access and refresh tokens share a session id
 (`sid`) naming a database row; ending the session (logout, logout-all, a password change) stops
-both tokens on every worker at once, and after a restart. API keys obtain no session here."""
+both tokens on every worker at once, and after a restart. API keys obtain no session here.
+
+A login body is a plain object or a `sessions` document (what a login starts); the answers of
+login and refresh carry the tokens in `meta`, not as a resource a client would keep in its store,
+and are never cached (no-store)."""
 from flask import current_app, g, request
 from flask_jwt_extended import create_access_token, create_refresh_token
 
 from app.api import bp
 from app.api.helpers.audit import ANONYMOUS, audit
 from app.api.helpers.auth import Actor, decode_session_token, require, unauthorized
+from app.api.helpers.documents import NO_STORE, check_type
 from app.api.helpers.errors import ApiError
 from app.api.helpers.jsonapi import respond
 from app.api.helpers.permissions import require_session
@@ -45,7 +50,7 @@ def _session_document(user_id: int, sid: str, with_refresh: bool):
     }
     if with_refresh:
         meta["refresh_token"] = create_refresh_token(identity, additional_claims={"sid": sid})
-    return respond({"meta": meta}, headers={"Cache-Control": "no-store"})
+    return respond({"meta": meta}, headers=NO_STORE)
 
 
 @bp.post("/auth/login")
@@ -64,6 +69,7 @@ def _login():
     email, password, error = _login_fields()
     if error is not None:
         raise error
+    check_type("sessions")
     if not isinstance(email, str) or not isinstance(password, str) or "\x00" in email:
         raise ApiError(422, "Validation error", "email and password are required strings (without NUL).",
                        pointer="/data/attributes")

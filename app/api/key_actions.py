@@ -7,7 +7,7 @@ from flask import current_app
 from app.api import bp
 from app.api.helpers.audit import audit, changed_fields
 from app.api.helpers.auth import require, require_admin
-from app.api.helpers.documents import document
+from app.api.helpers.documents import check_type, document
 from app.api.helpers.errors import ApiError
 from app.api.helpers.permissions import check_key_change, get_owned_key, require_session
 from app.api.helpers.requests import optional_json_body
@@ -55,6 +55,7 @@ def reactivate_key(key_id):
 @bp.post("/api-keys/<int:key_id>/rotate")
 def rotate_key(key_id):
     """Return 201 with the new secret (shown once); `grace-period` seconds keep the old one valid."""
+    check_type("api-keys")
     try:
         grace = key_rules.grace_seconds(optional_json_body().get("grace-period", 0),
                                         current_app.config["API_KEY_MAX_GRACE_SECONDS"])

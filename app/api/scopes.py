@@ -6,9 +6,9 @@ from app.services import scopes as scope_rules
 
 @bp.get("/scopes")
 def list_scopes():
-    """Return the scope catalog as a collection of `scope` resources."""
+    """Return the scope catalog as a collection of `scopes` resources."""
     data = [
-        {"type": "scope", "id": name,
+        {"type": "scopes", "id": name,
          "attributes": {"description": text, "admin-only": name in scope_rules.ADMIN_ONLY}}
         for name, text in scope_rules.CATALOG.items()
     ]

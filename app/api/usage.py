@@ -2,6 +2,10 @@
 
 Counters are buffered per worker and written every USAGE_FLUSH_SECONDS; this worker's buffer is
 flushed before reading, other workers' counts arrive within that interval.
+
+The window is `filter[from]`, `filter[to]` and `group-by` (hour or day). JSON:API reserves
+all-lowercase query parameter names, so their old names (`from`, `to`, `granularity`) are
+deprecated: they still work for a release, and the answers to them carry a Deprecation header.
 """
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -14,6 +18,7 @@ from app.api.helpers.auth import require
 from app.api.helpers.errors import ApiError
 from app.api.helpers.jsonapi import respond
 from app.api.helpers.permissions import get_owned_key, owner_filter
+from app.api.helpers.requests import deprecated_parameters
 from app.extensions import db
 from app.models import ApiKey, KeyUsage
 from app.models.types import utcnow
@@ -25,10 +30,22 @@ FAILURES_EXCLUDED = ("VALID",)
 # default span back from `to`, conversion to UTC) overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+RENAMED = {"filter[from]": "from", "filter[to]": "to", "group-by": "granularity"}  # new name: old name
+RENAMED_ON = datetime(2026, 11, 23, tzinfo=UTC)
+deprecated = deprecated_parameters(frozenset(RENAMED.values()), since=RENAMED_ON)
 
 
-def _time_param(name, default):
-    value = request.args.get(name)
+def _param(name):
+    """Return (the name the request used, its value): `name` or its old one; (name, None) if neither."""
+    old = RENAMED[name]
+    if name in request.args and old in request.args:
+        raise ApiError(400, "Bad request", f"Give {name} only ({old} is its old name).", parameter=old)
+    used = old if old in request.args else name
+    return used, request.args.get(used)
+
+
+def _time(name, value, default):
+    """Return the time given as parameter `name`, or `default` when it is absent (None)."""
     if value is None:
         return default
     try:
@@ -36,23 +53,26 @@ def _time_param(name, default):
         parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         in_utc = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise ApiError(400, "Invalid parameter", f"{name} is an ISO 8601 time.", parameter=name) from None
+        raise ApiError(400, "Bad request", f"{name} is an ISO 8601 time.", parameter=name) from None
     if not EARLIEST <= in_utc <= LATEST:
-        raise ApiError(400, "Invalid parameter", f"{name} is a time from {EARLIEST.date()} to {LATEST.date()}.",
+        raise ApiError(400, "Bad request", f"{name} is a time from {EARLIEST.date()} to {LATEST.date()}.",
                        parameter=name)
     return parsed
 
 
 def _window(default_span):
     """Return (from, to, granularity) from the query string, validated."""
-    granularity = request.args.get("granularity", "hour")
+    group_by, granularity = _param("group-by")
+    granularity = "hour" if granularity is None else granularity
     if granularity not in MAX_RANGE:
-        raise ApiError(400, "Invalid parameter", "granularity is hour or day.", parameter="granularity")
-    end = _time_param("to", utcnow())
-    start = _time_param("from", end - default_span)
+        raise ApiError(400, "Bad request", f"{group_by} is hour or day.", parameter=group_by)
+    to, text = _param("filter[to]")
+    end = _time(to, text, utcnow())
+    since, text = _param("filter[from]")
+    start = _time(since, text, end - default_span)
     if start >= end or end - start > MAX_RANGE[granularity]:
-        raise ApiError(400, "Invalid parameter", f"from must precede to, by at most "
-                       f"{MAX_RANGE[granularity].days} days at {granularity} granularity.", parameter="from")
+        raise ApiError(400, "Bad request", f"{since} must precede {to}, by at most "
+                       f"{MAX_RANGE[granularity].days} days at {granularity} granularity.", parameter=since)
     return start, end, granularity
 
 
@@ -61,6 +81,7 @@ def _bucket(hour, granularity):
 
 
 @bp.get("/api-keys/<int:key_id>/usage")
+@deprecated
 def key_usage(key_id):
     """Return the key's counts and cost per hour or day, by outcome (owner or admin)."""
     key = get_owned_key(key_id, require("usage:read"))
@@ -79,12 +100,14 @@ def key_usage(key_id):
         totals[outcome] += count
     points = [{"time": time.isoformat(), "total": sum(p["outcomes"].values()), "cost": p["cost"],
                "outcomes": dict(p["outcomes"])} for time, p in sorted(series.items())]
-    return respond({"data": {"type": "api-key-usage", "id": str(key.id), "attributes": {
+    # Plural as every type, though one per key (per caller below): clients singularize a type to find its model.
+    return respond({"data": {"type": "api-key-usages", "id": str(key.id), "attributes": {
         "from": start.isoformat(), "to": end.isoformat(), "granularity": granularity,
         "totals": dict(totals), "series": points}}})
 
 
 @bp.get("/usage")
+@deprecated
 def usage_summary():
     """Summarise the caller's keys (an admin's: all keys): totals, errors, rate-limit hits, busiest keys."""
     actor = require("usage:read")
@@ -100,7 +123,7 @@ def usage_summary():
         .join(ApiKey, ApiKey.id == KeyUsage.key_id).where(*in_window)
         .group_by(KeyUsage.key_id, ApiKey.name).order_by(func.sum(KeyUsage.count).desc()).limit(5)).all()
     by_outcome = {outcome: int(count) for outcome, count in by_outcome.items()}
-    return respond({"data": {"type": "usage-summary", "id": str(actor.user_id), "attributes": {
+    return respond({"data": {"type": "usage-summaries", "id": str(actor.user_id), "attributes": {
         "from": start.isoformat(), "to": end.isoformat(),
         "total": sum(by_outcome.values()), "cost": int(cost),
         "errors": sum(n for outcome, n in by_outcome.items() if outcome not in FAILURES_EXCLUDED),

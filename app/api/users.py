@@ -1,11 +1,11 @@
-"""The `user` resource: sign-up, the admin's list, and self-or-admin detail."""
+"""The `users` resource: sign-up, the admin's list, and self-or-admin detail."""
 from flask import current_app
 from flask_rest_jsonapi_next import ResourceDetail, ResourceList, ResourceRelationship
 
 from app.api import api
 from app.api.helpers.audit import AuditedLayer, audit
 from app.api.helpers.auth import Guarded, current_actor, require, require_admin
-from app.api.helpers.documents import refuse_client_id, stringify_linkage
+from app.api.helpers.documents import ClientDocuments, refuse_client_id, relationship_document
 from app.api.helpers.errors import ApiError
 from app.api.helpers.permissions import get_visible_user, owner_filter, require_session
 from app.api.helpers.ratelimit import client_ip
@@ -58,7 +58,7 @@ class UserLayer(AuditedLayer):
         """A password or an email is changed only by a session: one's own with the current password
         (and rate limited, so neither the password nor taken emails can be probed); a new password
         ends every other session of the account."""
-        data.pop("id", None)  # checked against the URL by the library
+        data.pop("id", None)  # checked against the URL by ClientDocuments
         current_password = data.pop("current_password", None)
         if "email" in data:
             data["email"] = data["email"].lower()
@@ -99,7 +99,7 @@ def _layer():
     return {"class": UserLayer, "session": db.session, "model": User}
 
 
-class UserList(Guarded, ResourceList):
+class UserList(Guarded, ClientDocuments, ResourceList):
     """GET: every account (admins only). POST: sign up (anyone; is-admin only by an admin)."""
 
     schema = UserSchema
@@ -117,7 +117,7 @@ class UserList(Guarded, ResourceList):
             _forbid_admin_flag(data)
 
 
-class UserDetail(Guarded, ResourceDetail):
+class UserDetail(Guarded, ClientDocuments, ResourceDetail):
     """The account itself or, for an admin, any account."""
 
     schema = UserSchema
@@ -157,7 +157,7 @@ class UserApiKeysRelationship(Guarded, ResourceRelationship):
         self._refuse(kwargs)
 
     def after_get(self, result):
-        return stringify_linkage(result)
+        return relationship_document(result)
 
 
 api.route(UserApiKeysRelationship, "user_api_keys_relationship", "/users/<int:id>/relationships/api-keys")

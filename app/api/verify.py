@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from app.api import bp
 from app.api.helpers.auth import authenticate, authentication_required, check_scope, credential_from
-from app.api.helpers.errors import ApiError
+from app.api.helpers.errors import ApiError, retry_after
 from app.api.helpers.jsonapi import JSONAPI, encode
 from app.api.helpers.ratelimit import charge_quota, client_ip, limits_itself
 from app.api.helpers.requests import read_attributes
@@ -41,9 +41,10 @@ MAX_COST = 10**9
 HEADERS = {"Content-Type": JSONAPI, "Cache-Control": "no-store"}
 
 
-def answer(api_key_header: str | None, authorization: str, address: str, mimetype: str, body: bytes):
-    """Run the pipeline for a request with these headers, client address, media type and body;
-    return (document, headers) of its 200 answer, or raise the ApiError it answers instead."""
+def answer(api_key_header: str | None, authorization: str, address: str, body: bytes):
+    """Run the pipeline for a request with these headers, client address and body (its media types
+    checked: requests.negotiate); return (document, headers) of its 200 answer, or raise the ApiError
+    it answers instead."""
     now = utcnow()
     try:
         kind, credential = credential_from(api_key_header, authorization)
@@ -52,13 +53,13 @@ def answer(api_key_header: str | None, authorization: str, address: str, mimetyp
             raise authentication_required()
         check_scope(caller, "keys:verify")
         if caller.key is None and not caller.is_admin:
-            raise ApiError(403, "Forbidden", "Verification needs a key with keys:verify or an admin's session.",
-                           code="INSUFFICIENT_SCOPES")
+            raise ApiError(403, "Insufficient scope", "Verification needs a key with keys:verify or an admin's "
+                           "session.", code="INSUFFICIENT_SCOPES")
     except ApiError as refusal:
         _FailureLimit(address).count(refusal)
         raise
     headers = charge_quota(caller.key) if caller.key is not None and caller.key.quota_limit is not None else {}
-    document = verify_and_count(*read_request(read_attributes(mimetype, body)), now)
+    document = verify_and_count(*read_request(read_attributes(body)), now)
     return document, {**HEADERS, **headers}
 
 
@@ -66,7 +67,7 @@ def answer(api_key_header: str | None, authorization: str, address: str, mimetyp
 def verify_key():
     """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances."""
     document, headers = answer(request.headers.get("X-API-Key"), request.headers.get("Authorization", ""),
-                               client_ip(), request.mimetype, request.get_data(cache=True))
+                               client_ip(), request.get_data(cache=True))
     return make_response(document, 200, headers)
 
 
@@ -146,13 +147,14 @@ class _FailureLimit:
         """Count a failed authentication; 429 instead of `refusal` once the address is over its limit
         (under the `open` storage error policy, `refusal` stands while the storage is unreachable)."""
         try:
-            within = all([limiter.limiter.hit(item, *self.bucket) for item in self.limits])
+            exceeded = [item for item in self.limits if not limiter.limiter.hit(item, *self.bucket)]
         except RedisError:
             allowances.tolerate_storage_error("failed-authentication limit")
             return
-        if not within:
+        if exceeded:
+            wait = max(item.get_expiry() for item in exceeded)  # every window ends within its length
             raise ApiError(429, "Too many requests", "Too many failed authentications from this address.",
-                           code="RATE_LIMITED", headers={"Retry-After": str(self.limits[0].get_expiry())}) from refusal
+                           code="RATE_LIMITED", headers=retry_after(wait)) from refusal
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,7 +14,7 @@ import logging
 
 from app.api import verify
 from app.api.helpers.errors import handle_error
-from app.api.helpers.requests import MAX_JSON_DEPTH
+from app.api.helpers.requests import MAX_JSON_DEPTH, negotiate
 
 MAX_FAST_BODY = 16 * 1024  # larger bodies are unusual: the Flask view reads them
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 _QUERY = "requests with a query string go to Flask"
 HONOURED = {
     "app.api.helpers.auth.refuse_query_credentials": _QUERY,
+    "app.api.helpers.requests.check_media_types": "the fast path negotiates as it does (requests.negotiate)",
     "app.api.helpers.requests.check_query": _QUERY,
     "app.api.helpers.requests.undasherize_query": _QUERY,
     "app.api.helpers.requests.check_path_ids": "the route has no ids",
@@ -29,10 +30,12 @@ HONOURED = {
     "app.api.helpers.ratelimit._Limiter._check_request_limit": "skips the endpoint (ratelimit.limits_itself)",
     "app.api.helpers.ratelimit.enforce_quota": "skips the endpoint: the pipeline charges the caller's quota",
     "app.api.helpers.ratelimit.finish_key_request": "skips the endpoint: the pipeline counts usage",
+    "app.api.helpers.ratelimit._Limiter.add_headers": "no flask-limiter limit applies (limits_itself): no headers",
     "flask_limiter._extension.Limiter.__inject_headers": "no flask-limiter limit applies: no headers",
     "flask_limiter._extension.Limiter.__release_context": "nothing to release: flask-limiter did not run",
     "flask_cors.extension.make_after_request_function.<locals>.cors_after_request":
         "requests with an Origin header go to Flask",
+    "app.api.helpers.cors.narrow_allowed_methods": "requests with an Origin header go to Flask",
 }
 HOOKS = ("before_request_funcs", "after_request_funcs", "teardown_request_funcs", "url_value_preprocessors")
 
@@ -53,12 +56,12 @@ class VerifyFastPath:
         if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:  # check_json_body's to judge
             environ["wsgi.input"] = io.BytesIO(body)
             return self.wsgi_app(environ, start_response)
-        mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         with self.app.app_context():
             try:
+                negotiate(environ.get("CONTENT_TYPE", ""), environ.get("HTTP_ACCEPT", ""), bool(body))
                 document, headers = verify.answer(
                     environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION", ""),
-                    environ.get("REMOTE_ADDR") or "unknown", mimetype, body)
+                    environ.get("REMOTE_ADDR") or "unknown", body)
             except Exception as exc:  # answered as the Flask view's error handler answers it
                 return handle_error(exc)(environ, start_response)
         start_response("200 OK", [*headers.items(), ("Content-Length", str(len(document)))])

@@ -2,8 +2,8 @@
 
 No foreign keys: the history of a user or key outlives its deletion.
 """
-from sqlalchemy import JSON, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Integer, String, case, cast
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from app.extensions import db
 from app.models.types import UTCDateTime, utcnow
@@ -25,3 +25,12 @@ class AuditEvent(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(255))
     # Names of the fields that changed: never their values, so never a secret.
     changes = mapped_column(JSON, nullable=False, default=list)
+
+    # For the API's relationships: the id of a key event's key, a number as key ids are (filters
+    # compare it with them), and the rows the ids name, read-only, None once a row is deleted.
+    target_key_id = column_property(case((target_type == "key", cast(target_id, Integer))))
+    actor = relationship("User", primaryjoin="foreign(AuditEvent.actor_user_id) == User.id", viewonly=True)
+    actor_key = relationship("ApiKey", primaryjoin="foreign(AuditEvent.actor_key_id) == ApiKey.id", viewonly=True)
+    subject = relationship("User", primaryjoin="foreign(AuditEvent.subject_user_id) == User.id", viewonly=True)
+    target_key = relationship("ApiKey", viewonly=True, primaryjoin="and_(AuditEvent.target_type == 'key', "
+                              "foreign(AuditEvent.target_id) == cast(remote(ApiKey.id), String))")

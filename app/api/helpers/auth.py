@@ -9,7 +9,7 @@ from flask import current_app, g, request
 from flask_jwt_extended import decode_token
 
 from app.api.helpers.errors import ApiError
-from app.api.helpers.requests import check_resource_document
+from app.api.helpers.requests import check_relationship_document, check_resource_document, check_sort
 from app.extensions import db
 from app.models import User
 from app.models.types import utcnow
@@ -190,7 +190,7 @@ def require_admin(scope: str | None = None) -> Actor:
 
 
 # The scope that reading a resource type needs, directly or through `include`.
-READ_SCOPES = {"user": "users:read", "api-key": "keys:read"}
+READ_SCOPES = {"users": "users:read", "api-keys": "keys:read"}
 
 
 class Guarded:
@@ -210,7 +210,11 @@ class Guarded:
                 relationship = self.schema._declared_fields.get(name.split(".")[0].replace("-", "_"))
                 if getattr(relationship, "type_", None) in READ_SCOPES:  # unknown names: the library's 400
                     require(READ_SCOPES[relationship.type_])
-        if request.method in ("POST", "PATCH") and not self._is_relationship():
+        if request.method == "GET" and "sort" in request.args:
+            check_sort(self.schema, getattr(self._data_layer, "model", None), request.args["sort"])
+        if request.method in ("POST", "PATCH", "DELETE") and self._is_relationship():
+            check_relationship_document(request.get_json(silent=True))
+        elif request.method in ("POST", "PATCH"):
             check_resource_document(request.get_json(silent=True), self.schema.opts.type_)
         return super().dispatch_request(*args, **kwargs)
 

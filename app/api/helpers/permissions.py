@@ -1,7 +1,8 @@
 """The one place that decides what an actor may touch, and what a key may do to keys.
 
 Rows: every list query, detail lookup, action and relationship goes through `owner_filter`, so
-another user's key or account is a 404, identical to a missing one.
+another user's key or account is a 404, identical to a missing one; rows `include`d by an audit
+event go through `is_visible`, its rule for a loaded row, and are left out when not visible.
 
 Keys as principals: a request made with a key is strictly narrower than its owner's session.
 `check_key_change` is called by every path that mints, changes or acts on a key (create, PATCH,
@@ -34,6 +35,11 @@ def owner_filter(query, owner_column, actor: Actor):
     if actor.is_admin:
         return query
     return query.filter(owner_column == actor.user_id)
+
+
+def is_visible(row: User | ApiKey, actor: Actor) -> bool:
+    """`owner_filter`'s rule for a row already loaded (a user or key `include`d by an audit event)."""
+    return actor.is_admin or (row.id if isinstance(row, User) else row.user_id) == actor.user_id
 
 
 def get_owned_key(key_id: int, actor: Actor) -> ApiKey:

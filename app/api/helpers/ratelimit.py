@@ -14,13 +14,15 @@ Every request made with a key is counted in its usage, by outcome.
 """
 
 import logging
+import time
 
 from flask import current_app, g, request
-from flask_limiter import ApplicationLimit, Limiter
+from flask_limiter import ApplicationLimit, HeaderNames, Limiter
 from redis.exceptions import RedisError
 
 from app.api.helpers.auth import current_actor
-from app.api.helpers.errors import ApiError
+from app.api.helpers.cors import is_preflight
+from app.api.helpers.errors import ApiError, retry_after
 from app.models.types import utcnow
 from app.services import allowances, breaker, usage
 from app.services.admission import KEY_RATE_SCOPE, STRATEGY, Allowance, period_window
@@ -69,7 +71,7 @@ def charge_quota(record) -> dict:
         headers["X-Quota-Reset"] = str(int(reset_at.timestamp()))
     if not admission.admitted:
         if reset_at is not None:
-            headers["Retry-After"] = str(max(int((reset_at - now).total_seconds()), 1))
+            headers.update(retry_after((reset_at - now).total_seconds()))
         raise ApiError(429, "Quota exceeded", f"The key's {quota.period} quota of {quota.limit} requests is spent.",
                        code="QUOTA_EXCEEDED", headers=headers)
     return headers
@@ -77,7 +79,7 @@ def charge_quota(record) -> dict:
 
 def enforce_quota():
     """Count a key-authenticated request against the key's quota; 429 QUOTA_EXCEEDED when spent."""
-    if _limits_itself():
+    if _limits_itself() or is_preflight():
         return
     actor = _actor_or_none()
     if actor is None or actor.key is None or actor.key.quota_limit is None:
@@ -144,6 +146,20 @@ class _Limiter(Limiter):
             return None
         return limit
 
+    def add_headers(self, response):
+        """Add the X-RateLimit-* headers of the limit that decided the request, and to flask-limiter's
+        429 its Retry-After, rounded up. (flask-limiter's own headers are off: it put a Retry-After on
+        every response, truncated, and over a 429's or 503's own.)"""
+        limit = self.current_limit
+        if limit is None:
+            return response
+        response.headers[HeaderNames.LIMIT.value] = str(limit.limit.amount)
+        response.headers[HeaderNames.REMAINING.value] = str(limit.remaining)
+        response.headers[HeaderNames.RESET.value] = str(limit.reset_at)
+        if response.status_code == 429 and HeaderNames.RETRY_AFTER.value not in response.headers:
+            response.headers.update(retry_after(limit.window[0] - time.time()))
+        return response
+
 
 def _storage_options(config) -> dict:
     """Timeouts of the Redis clients: a hung Redis costs at most these per call (then the breaker)."""
@@ -159,7 +175,7 @@ def init_app(app, exempt_blueprints=()):
         rate_limit_identity,
         default_limits=[config["RATE_LIMIT_DEFAULTS"]],
         application_limits=[ApplicationLimit(key_rate_limit, scope=KEY_RATE_SCOPE)],
-        headers_enabled=True,
+        headers_enabled=False,  # _Limiter.add_headers writes them
         storage_uri=config["RATELIMIT_STORAGE_URI"],
         storage_options=_storage_options(config),
         swallow_errors=False,  # storage errors only: see _Limiter
@@ -175,6 +191,8 @@ def init_app(app, exempt_blueprints=()):
         limiter.exempt(blueprint)
     app.extensions["latchkey_limits_itself"] = set()
     limiter.request_filter(_limits_itself)  # skips flask-limiter's whole check
+    limiter.request_filter(is_preflight)  # the browser asking (helpers/cors.py), not the caller acting
     app.extensions["latchkey_limiter"] = limiter
     app.before_request(enforce_quota)  # registered after the limiter's hook: runs after it
     app.after_request(finish_key_request)
+    app.after_request(limiter.add_headers)

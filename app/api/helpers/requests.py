@@ -1,32 +1,40 @@
-"""Reading requests: the body limit, JSON bodies, bodies of non-resource endpoints, resource
-documents, query names, and the checks every /v1 query string and path goes through first.
+"""Reading requests: the body limit, media types, JSON bodies, bodies of non-resource endpoints,
+resource documents, query names, and the checks every /v1 query string and path goes through first.
 
 Bad input is answered here, as a JSON:API error naming the parameter or the pointer, before it can
 reach the library or the database (where it would be a 500: a RecursionError, an integer out of
 the column's range, a NUL byte or a lone surrogate the driver cannot send).
 """
+import functools
 import io
 import json
 import math
 import re
+from datetime import datetime
 
 import flask
 from flask import current_app, request
 from flask.json.provider import DefaultJSONProvider
+from sqlalchemy import JSON
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.api.helpers import filters
 from app.api.helpers.errors import ApiError, handle_error
+from app.api.helpers.jsonapi import JSONAPI
 from app.api.helpers.values import MAX_ID, has_bad_text, no_json_constant
 
-JSON_TYPES = ("application/json", "application/vnd.api+json")
+JSON_TYPES = ("application/json", JSONAPI)
 MAX_JSON_DEPTH = 32  # a JSON:API document needs 4 (data, attributes, an attribute, its members)
 MAX_PAGE_NUMBER = 1_000_000
 MAX_SORT_FIELDS = 8
 MAX_INCLUDES = 8
 # Parameters the library reads once (the first value): a second value is refused, not ignored.
 SINGLE_VALUED = re.compile(r"^(sort|include|filter|page\[[^\]]*\]|fields\[[^\]]*\]|filter\[[^\]]*\])$")
+# JSON:API 1.0 reserves all-lowercase query parameter names for itself: a server refuses those it
+# does not define (its own must have a character other than a-z: `group-by`, `filter[from]`).
+SPEC_NAME = re.compile(r"[a-z]+")
+SPEC_PARAMETERS = frozenset({"include", "fields", "sort", "page", "filter"})
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -83,6 +91,41 @@ def _read_at_most(stream, size, read_size):
         chunks.append(chunk)
         total += len(chunk)
     return b"".join(chunks)
+
+
+# --- media types -----------------------------------------------------------------------------------
+
+def negotiate(content_type: str, accept: str, has_body: bool):
+    """Refuse, as JSON:API 1.0 asks, its media type with parameters in Content-Type (415) and an
+    Accept that lists it only with parameters (406; a `q` weight is none: it ends them); and a body
+    that is not JSON (415). The one check of media types: every /v1 route's (check_media_types) and
+    the verification fast path's, which calls it with the raw headers."""
+    mimetype, _, parameters = content_type.partition(";")
+    mimetype = mimetype.strip().lower()
+    if mimetype == JSONAPI and parameters.strip():
+        raise ApiError(415, "Unsupported media type", f"{JSONAPI} takes no media type parameters.")
+    if has_body and mimetype not in JSON_TYPES:
+        raise ApiError(415, "Unsupported media type", f"Send {JSONAPI} or application/json.")
+    if ";" in accept and JSONAPI in accept.lower() and _only_with_parameters(accept):  # no ";": no parameters
+        raise ApiError(406, "Not acceptable", f"Accept {JSONAPI} without media type parameters.")
+
+
+def _only_with_parameters(accept: str) -> bool:
+    """Whether every instance of the JSON:API media type in `accept` has media type parameters."""
+    instances = [parameters for kind, *parameters in (part.split(";") for part in accept.lower().split(","))
+                 if kind.strip() == JSONAPI]
+    return bool(instances) and all(_has_media_parameters(parameters) for parameters in instances)
+
+
+def _has_media_parameters(parameters) -> bool:
+    names = [name for name in (parameter.partition("=")[0].strip() for parameter in parameters) if name]
+    return bool(names) and names[0] != "q"  # those after q are accept extensions
+
+
+def check_media_types():
+    """negotiate() for the current request."""
+    negotiate(request.headers.get("Content-Type", ""), request.headers.get("Accept", ""),
+              bool(request.content_length))
 
 
 # --- JSON bodies -----------------------------------------------------------------------------------
@@ -175,17 +218,14 @@ def init_app(app):
 def json_body() -> dict:
     """Return the request's attributes: `data.attributes` of a JSON:API document or a plain object.
 
-    Raises 415 for another media type and 400 for a body that is not a JSON object.
+    Raises 400 for a body that is not a JSON object (its media type is check_media_types' to judge).
     """
-    return read_attributes(request.mimetype, request.get_data(cache=True))
+    return read_attributes(request.get_data(cache=True))
 
 
-def read_attributes(mimetype: str, data: bytes) -> dict:
-    """json_body() of a request with this media type and body: the one reading of JSON bodies,
-    which the verification fast path (outside Flask) shares."""
-    if mimetype not in JSON_TYPES:
-        raise ApiError(415, "Unsupported media type",
-                       "Send application/vnd.api+json or application/json.")
+def read_attributes(data: bytes) -> dict:
+    """json_body() of a request with this body: the one reading of JSON bodies, which the
+    verification fast path (outside Flask) shares."""
     try:
         body = strict_loads(data) if data else None
     except JsonTooDeep as error:
@@ -218,14 +258,14 @@ def undasherize_query():
     The schemas dasherize attribute names on the way out; the library matches query names against
     the Python names, so they are translated here, once, before any resource reads them.
     """
-    if not any(k == "sort" or k.startswith(("fields[", "filter")) for k in request.args):
+    if not any(k in ("sort", "include") or k.startswith(("fields[", "filter")) for k in request.args):
         return
     pairs = []
     for key, value in request.args.items(multi=True):
         if key == "sort":
             value = ",".join(("-" if part.startswith("-") else "") + part.lstrip("-").replace("-", "_")
                              for part in value.split(","))
-        elif key.startswith("fields["):
+        elif key.startswith("fields[") or key == "include":
             value = value.replace("-", "_")
         elif key.startswith("filter["):
             key = key.replace("-", "_")
@@ -258,12 +298,15 @@ def check_resource_document(body, type_):
         raise ApiError(400, "Bad request", "The body must be a JSON:API document with a 'data' object.",
                        pointer="/data")
     data = body["data"]
+    _name_types_as_we_do(data)
     if data.get("type") != type_:
         raise ApiError(409, "Conflict", f"data.type must be '{type_}'.", pointer="/data/type")
     for member in ("attributes", "relationships"):
         if member in data and not isinstance(data[member], dict):
             raise ApiError(400, "Bad request", f"data.{member} must be an object.", pointer=f"/data/{member}")
     for name, relationship in data.get("relationships", {}).items():
+        if isinstance(relationship, dict) and "data" not in relationship:
+            continue  # links only, as fetched: it changes nothing (documents.ClientDocuments drops it)
         linkage = relationship.get("data") if isinstance(relationship, dict) else None
         if not isinstance(linkage, dict) or not _DIGITS.fullmatch(str(linkage.get("id", ""))):
             raise ApiError(422, "Validation error", "A relationship is {'data': {'type': ..., 'id': '<number>'}}.",
@@ -275,6 +318,48 @@ def check_resource_document(body, type_):
     if bad is not None:
         raise ApiError(422, "Validation error", "Text may not contain NUL characters or unpaired surrogates.",
                        pointer=bad)
+
+
+def check_relationship_document(body):
+    """Refuse a relationship endpoint's body whose `data` is not linkage: null, one resource
+    identifier, or a list of them (the library would fail on anything else)."""
+    data = body.get("data", ...) if isinstance(body, dict) else ...
+    identifiers = data if isinstance(data, list) else [] if data is None else [data]
+    if data is ... or any(not isinstance(item, dict) or not isinstance(item.get("type"), str)
+                          or not _DIGITS.fullmatch(str(item.get("id", ""))) for item in identifiers):
+        raise ApiError(400, "Bad request", "A relationship document's data is null, {'type': ..., 'id': "
+                       "'<number>'} or a list of those.", pointer="/data")
+
+
+def check_sort(schema, model, sort: str):
+    """Refuse sorting on an attribute held as JSON (scopes, tags, metadata...): PostgreSQL has no
+    order for json values, and a list has no meaningful one."""
+    for name in (part.lstrip("-") for part in sort.split(",")):
+        field = schema._declared_fields.get(name)
+        column = getattr(model, getattr(field, "attribute", None) or name, None)
+        if field is not None and isinstance(getattr(column, "type", None), JSON):
+            raise ApiError(400, "Bad request", f"{name.replace('_', '-')} holds JSON: it cannot be sorted on.",
+                           parameter="sort")
+
+
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def _kebab_case(type_):
+    return _CAMEL_HUMP.sub(lambda hump: "-" + hump.group(1).lower(), type_) if isinstance(type_, str) else type_
+
+
+def _name_types_as_we_do(data: dict):
+    """Read a type written in camelCase (`apiKeys`: kitsu camel-cases the types it sends, by
+    default) as the kebab-case type it names (`api-keys`), in the resource and in its relationships'
+    linkage. The parsed body is Flask's cached one, so the schema reads the types rewritten."""
+    if "type" in data:
+        data["type"] = _kebab_case(data["type"])
+    relationships = data.get("relationships")
+    for relationship in relationships.values() if isinstance(relationships, dict) else ():
+        linkage = relationship.get("data") if isinstance(relationship, dict) else None
+        if isinstance(linkage, dict) and "type" in linkage:
+            linkage["type"] = _kebab_case(linkage["type"])
 
 
 def _pointer_token(key):
@@ -302,26 +387,31 @@ def _bad_text(value, pointer):
 # --- query strings and paths, before any view ------------------------------------------------------
 
 def check_query():
-    """Refuse what no list can answer: NUL bytes, repeated JSON:API parameters, page numbers and
-    sizes out of bounds, too many sort keys or includes, fieldsets of unknown types, and filters
-    the library or the database would fail on. Runs before `undasherize_query`."""
+    """Refuse what no list can answer: NUL bytes, all-lowercase names JSON:API does not define,
+    repeated JSON:API parameters, page numbers and sizes out of bounds, too many sort keys or
+    includes, fieldsets of unknown types, and filters the library or the database would fail on.
+    Runs before `undasherize_query`."""
     args = request.args
     for name, value in args.items(multi=True):
         if "\x00" in name or "\x00" in value:
-            raise ApiError(400, "Invalid parameter", "Query parameters may not contain NUL bytes.", parameter=name)
+            raise ApiError(400, "Bad request", "Query parameters may not contain NUL bytes.", parameter=name)
+    known = SPEC_PARAMETERS | getattr(_view(), "deprecated_parameters", frozenset())
     for name in args:
+        if SPEC_NAME.fullmatch(name) and name not in known:
+            raise ApiError(400, "Bad request", f"Unknown query parameter {name!r}: all-lowercase names are "
+                           f"JSON:API's ({', '.join(sorted(SPEC_PARAMETERS))}).", parameter=name)
         if SINGLE_VALUED.match(name) and len(args.getlist(name)) > 1:
-            raise ApiError(400, "Invalid parameter", f"{name} may be given once.", parameter=name)
+            raise ApiError(400, "Bad request", f"{name} may be given once.", parameter=name)
     _check_page(args)
     if "sort" in args:
         if len(args["sort"].split(",")) > MAX_SORT_FIELDS:
-            raise ApiError(400, "Invalid sort querystring parameter.",
+            raise ApiError(400, "Bad request",
                            f"Sort on at most {MAX_SORT_FIELDS} attributes.", parameter="sort")
     if "include" in args:
         names = args["include"].split(",")
         depth = current_app.config.get("MAX_INCLUDE_DEPTH") or 1
         if len(names) > MAX_INCLUDES or any(name.count(".") >= depth for name in names):
-            raise ApiError(400, "Invalid include querystring parameter.",
+            raise ApiError(400, "Bad request",
                            f"Include at most {MAX_INCLUDES} relationships, {depth} deep.", parameter="include")
     for name in args:
         if name.startswith("fields[") or name == "fields":
@@ -337,7 +427,7 @@ def _check_page(args):
         if value is None:
             continue
         if not (_DIGITS.fullmatch(value) and 1 <= int(value) <= maximum):
-            raise ApiError(400, "Invalid parameter", f"{name} is a whole number from 1 to {maximum}.",
+            raise ApiError(400, "Bad request", f"{name} is a whole number from 1 to {maximum}.",
                            parameter=name)
 
 
@@ -348,15 +438,36 @@ def _check_fieldset(name):
     try:
         get_schema_from_type(type_)
     except ValueError:
-        raise ApiError(400, "Invalid fields querystring parameter.",
-                       "Sparse fieldsets are fields[<type>] with a resource type such as api-key.",
+        raise ApiError(400, "Bad request",
+                       "Sparse fieldsets are fields[<type>] with a resource type such as api-keys.",
                        parameter=name) from None
+
+
+def _view():
+    """Return the view function serving this request (None when no route matched)."""
+    return current_app.view_functions.get(request.endpoint)
 
 
 def _resource_of_endpoint():
     """Return the library resource class serving this request, or None for a plain view."""
-    view = current_app.view_functions.get(request.endpoint)
-    return getattr(view, "view_class", None)
+    return getattr(_view(), "view_class", None)
+
+
+def deprecated_parameters(names: frozenset, since: datetime):
+    """Let a view read these all-lowercase query parameters for a release after their renaming
+    (check_query lets them through), answering a request that uses one with `Deprecation: @<since>`
+    (RFC 9745)."""
+    def decorate(view):
+        @functools.wraps(view)
+        def deprecating(*args, **kwargs):
+            response = flask.make_response(view(*args, **kwargs))
+            if not names.isdisjoint(request.args):
+                response.headers["Deprecation"] = f"@{int(since.timestamp())}"
+            return response
+
+        deprecating.deprecated_parameters = names
+        return deprecating
+    return decorate
 
 
 def check_path_ids():

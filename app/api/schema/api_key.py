@@ -1,5 +1,6 @@
-"""The `api-key` resource. Digest, start, last4, owner, timestamps and usage are read-only:
-sending them is a 422 naming the field. The secret is only in `ApiKeyCreatedSchema`."""
+"""The `api-keys` resource. Status, start, last4, timestamps and usage are read-only: a PATCH may
+re-send them unchanged, a changed one is a 422 (helpers/documents.py). The secret is only in
+`ApiKeyCreatedSchema`."""
 import ipaddress
 import json
 import re
@@ -7,9 +8,8 @@ import re
 from limits import parse_many
 from marshmallow import ValidationError, validate, validates
 from marshmallow_jsonapi import fields
-from marshmallow_jsonapi.flask import Relationship, Schema
 
-from app.api.schema import dasherize
+from app.api.schema import Relationship, Schema, dasherize, utc_datetime
 from app.models import ApiKey
 from app.services import key_rules
 from app.services.admission import PERIODS
@@ -19,6 +19,8 @@ TAG_RE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,31}")  # used with fullmatch
 MAX_TAGS = 20
 MAX_ALLOWED_IPS = 50
 MAX_METADATA_BYTES = 4096
+# What a quota or budget shows besides its limit and period: a client may send them back, unread.
+ALLOWANCE_STATE = {"used", "remaining", "resets-at"}
 
 
 def _rule(check):
@@ -32,8 +34,9 @@ def _rule(check):
 
 
 def _validate_allowance(value):
-    if not isinstance(value, dict) or set(value) != {"limit", "period"}:
-        raise ValidationError("Give an object with exactly 'limit' and 'period'.")
+    if not isinstance(value, dict) or not {"limit", "period"} <= set(value) <= {"limit", "period"} | ALLOWANCE_STATE:
+        raise ValidationError("Give an object with 'limit' and 'period' (used, remaining and resets-at are "
+                              "read-only and ignored).")
     limit, period = value["limit"], value["period"]
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 10**12:
         raise ValidationError("'limit' must be a whole number from 1 to 10^12.")
@@ -43,7 +46,7 @@ def _validate_allowance(value):
 
 class ApiKeySchema(Schema):
     class Meta:
-        type_ = "api-key"
+        type_ = "api-keys"
         self_view = "v1.api_key_detail"
         self_view_kwargs = {"id": "<id>"}
         self_view_many = "v1.api_key_list"
@@ -58,8 +61,8 @@ class ApiKeySchema(Schema):
     status = fields.Method("get_status", dump_only=True)
     start = fields.Str(dump_only=True)
     last4 = fields.Str(dump_only=True)
-    expires_at = fields.AwareDateTime(allow_none=True, default_timezone=None)
-    revoked_at = fields.AwareDateTime(allow_none=True)
+    expires_at = utc_datetime(allow_none=True)
+    revoked_at = utc_datetime(allow_none=True)
     suspended_at = fields.DateTime(dump_only=True)
     last_used_at = fields.DateTime(dump_only=True)
     created_at = fields.DateTime(dump_only=True)
@@ -78,7 +81,7 @@ class ApiKeySchema(Schema):
         related_view_kwargs={"id": "<user_id>"},
         include_resource_linkage=True,
         schema="UserSchema",
-        type_="user",
+        type_="users",
     )
 
     def get_status(self, key):
@@ -94,7 +97,7 @@ class ApiKeySchema(Schema):
         if value is None:
             return None
         _validate_allowance(value)
-        return value
+        return {"limit": value["limit"], "period": value["period"]}
 
     @validates("allowed_ips")
     def _allowed_ips(self, value, **kwargs):
@@ -133,7 +136,7 @@ class ApiKeyCreatedSchema(ApiKeySchema):
     """The one response that carries the secret: the 201 of a creation or a rotation."""
 
     class Meta:
-        type_ = "api-key"
+        type_ = "api-keys"
         self_view = "v1.api_key_detail"
         self_view_kwargs = {"id": "<id>"}
         inflect = dasherize

@@ -1,10 +1,9 @@
-"""The `user` resource: the password is load-only and only its hash is kept."""
+"""The `users` resource: the password is load-only and only its hash is kept."""
 from flask import current_app
 from marshmallow import ValidationError, validate
 from marshmallow_jsonapi import fields
-from marshmallow_jsonapi.flask import Relationship, Schema
 
-from app.api.schema import dasherize
+from app.api.schema import Relationship, Schema, dasherize
 from app.models import User
 
 
@@ -18,7 +17,7 @@ def _password_policy(value: str):
 
 class UserSchema(Schema):
     class Meta:
-        type_ = "user"
+        type_ = "users"
         self_view = "v1.user_detail"
         self_view_kwargs = {"id": "<id>"}
         self_view_many = "v1.user_list"
@@ -40,7 +39,7 @@ class UserSchema(Schema):
         related_view="v1.api_key_list",
         related_view_kwargs={"id": "<id>"},
         many=True,
-        type_="api-key",
+        type_="api-keys",
         schema="ApiKeySchema",
         dump_only=True,
     )
