@@ -82,6 +82,10 @@ class Config:
     USAGE_MAX_PENDING_ROWS = _env_int("USAGE_MAX_PENDING_ROWS", 100_000)
     # How long a worker may serve a cached key record before re-checking its version.
     KEY_CACHE_SECONDS = float(os.environ.get("KEY_CACHE_SECONDS", 1))
+    # Signed verification tokens (`"token": true` on POST /v1/api-keys/verify): their lifetime, which
+    # is also how long a revoked key's tokens may still be accepted offline, and their `iss` claim.
+    VERIFY_TOKEN_SECONDS = _env_int("VERIFY_TOKEN_SECONDS", 300)
+    VERIFY_TOKEN_ISSUER = os.environ.get("VERIFY_TOKEN_ISSUER", "latchkey")
 
     PAGE_SIZE = 30
     MAX_PAGE_SIZE = 100

@@ -24,8 +24,8 @@ def create_app(config_class=Config, **overrides):
     _configure_rate_limits(app)
     _check_key_prefix(app)
 
-    from app import docs, extensions, models  # noqa: F401  (models register their tables)
-    from app.api import api, health, verify
+    from app import console, docs, extensions, models  # noqa: F401  (models register their tables)
+    from app.api import api, health, jwks, verify
     from app.api.helpers import cors, errors, ratelimit
     from app.api.helpers import requests as request_helpers
     from app.services import key_cache, usage
@@ -37,8 +37,11 @@ def create_app(config_class=Config, **overrides):
     cors.init_app(app)
     api.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(jwks.bp)  # /.well-known/jwks.json: the keys of signed verification tokens
     app.register_blueprint(docs.bp)  # /docs/: the OpenAPI document for people
-    ratelimit.init_app(app, exempt_blueprints=[health.bp])  # after the routes it refers to
+    app.register_blueprint(console.bp)  # /console/: the browser console, a client of /v1
+    # after the routes it refers to; static pages and probes hold no data worth a limit
+    ratelimit.init_app(app, exempt_blueprints=[health.bp, docs.bp, console.bp])
     errors.init_app(app)
     usage.init_app(app)
     key_cache.init_app(app)

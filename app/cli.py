@@ -1,4 +1,5 @@
-"""Operator commands: `users create-admin` and `keys create|list|revoke|rotate`.
+"""Operator commands: `users create-admin`, `keys create|list|revoke|rotate` and
+`tokens rotate-signing-key`.
 
 Secrets are printed once, to standard output, never logged. Every change leaves an audit event
 with no actor (the operator's shell).
@@ -13,9 +14,9 @@ from flask.cli import AppGroup
 
 from app.api.helpers.audit import audit
 from app.extensions import db
-from app.models import ApiKey, User
+from app.models import ApiKey, SigningKey, User
 from app.models.types import utcnow
-from app.services import key_rules, lifecycle
+from app.services import key_rules, lifecycle, signing
 from app.services.passwords import hash_password
 
 users_cli = AppGroup("users", help="Manage accounts.")
@@ -156,6 +157,27 @@ def rotate_key(key_id, grace):
     click.echo(secret)
 
 
+tokens_cli = AppGroup("tokens", help="Manage the signing keys of verification tokens.")
+
+
+@tokens_cli.command("rotate-signing-key")
+def rotate_signing_key():
+    """Make a new signing key sign verification tokens; older keys stay in the JWKS until every
+    token they signed has expired, and are then deleted (app/services/signing.py)."""
+    signer = signing.signer()
+    current = signer.make_key(db.session.connection())
+    audit("signing-key.rotate")
+    db.session.commit()
+    click.echo(f"Signing key {current.kid} now signs verification tokens (every worker within "
+               f"{signing.REFRESH_SECONDS:g} seconds).")
+    signer.published()  # deletes the keys whose tokens have all expired
+    retired = db.session.execute(db.select(SigningKey.kid, SigningKey.retired_at)
+                                 .where(SigningKey.retired_at.is_not(None)).order_by(SigningKey.id)).all()
+    for kid, retired_at in retired:
+        click.echo(f"Key {kid} stays in /.well-known/jwks.json until {signer.listed_until(retired_at).isoformat()}.")
+
+
 def init_app(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(tokens_cli)

@@ -33,8 +33,9 @@ from tests.helpers import (  # noqa: F401
     resource,
 )
 
-# Every JSON:API answer the test client gets is checked against the JSON:API 1.0 schema.
-pytest_plugins = ["tests.jsonapi_conformance"]
+# Every JSON:API answer the test client gets is checked against the JSON:API 1.0 schema; the
+# console's browser tests share a live server and a Chromium (tests/console_helpers.py).
+pytest_plugins = ["tests.jsonapi_conformance", "tests.console_helpers"]
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +102,9 @@ def no_secret_in_logs(caplog, secrets_seen):
     caplog.set_level(logging.DEBUG)
     yield
     texts = []
-    for record in caplog.records:
+    # At teardown caplog.records holds the teardown's records only: read every phase's.
+    records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
+    for record in records:
         texts.append(record.getMessage())
         if record.exc_info:
             texts.append(logging.Formatter().formatException(record.exc_info))

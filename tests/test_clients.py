@@ -7,6 +7,7 @@ is said where it is configured (and in the README's client section). The npm cli
 devour-client) run under Node from tests/clients/, installed there with `npm ci`; without them
 these tests are skipped on a developer's machine and fail in CI (CI set).
 """
+import logging
 import os
 import shutil
 import subprocess
@@ -122,8 +123,12 @@ def test_jsonapi_requests(service, secrets_seen):
     assert not ApiKey.exists(first.id)
 
 
-def test_jsonapi_client(service, secrets_seen):
-    """jsonapi-client 0.9.10: its Session, with the Authorization header in request_kwargs and SCHEMA."""
+def test_jsonapi_client(service, secrets_seen, caplog):
+    """jsonapi-client 0.9.10: its Session, with the Authorization header in request_kwargs and SCHEMA.
+    It logs every request body at DEBUG, the sign-up password included (its own doing, in the
+    README's client table): its loggers are kept at INFO here, so the test's secret guard watches
+    what Latchkey's code logs."""
+    caplog.set_level(logging.INFO, logger="jsonapi_client")
     email = "jsonapi-client@example.com"
     Session(f"{service}/v1", schema=SCHEMA).create("users", email=email, password=PASSWORD).commit()
     auth = {"Authorization": f"Bearer {log_in(service, email)}"}

@@ -5,6 +5,7 @@ passes on to Flask whole; a hook it does not know turns it off. (tests/test_veri
 answer both ways.)"""
 import json
 
+import jwt
 import pytest
 from flask import g
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -78,6 +79,16 @@ VARIANTS = [
     (lambda r, s: r["headers"].update(Accept=f"{JSONAPI};q=0.9, */*;q=0.1"), 200),
     (lambda r, s: r["headers"].update(Accept="*/*"), 200),
     (lambda r, s: r["headers"].update(Accept="application/json"), 200),
+    # signed tokens (tests/test_verify_tokens.py): compared by their header and claims (_comparable)
+    (lambda r, s: r["json"].update(token=True), 200),
+    (lambda r, s: r["json"].update(token=False), 200),
+    (lambda r, s: (r["json"].update(token=True), r.update(headers=s["admin"])), 200),
+    (lambda r, s: r.update(data=json.dumps({"data": {"type": "x", "attributes": {**r.pop("json"), "token": True}}}),
+                           content_type=JSONAPI), 200),
+    (lambda r, s: r["json"].update(token=True, key="lk_nope"), 200),                  # invalid: no token
+    (lambda r, s: r["json"].update(token=True, scopes=["admin:access"]), 200),         # invalid: no token
+    (lambda r, s: r["json"].update(token="true"), 422),
+    (lambda r, s: r["json"].update(token=None), 422),
 ]
 
 
@@ -104,8 +115,14 @@ def _send(client, make, key, change):
 def _comparable(response):
     headers = sorted((name, value) for name, value in response.headers.items() if name != "Content-Length")
     body = response.get_json()
-    if response.status_code == 200:
+    if response.status_code == 200 and "key" in body["meta"]:
         del body["meta"]["key"]["owner-id"]  # a new owner per call
+    if "token" in body.get("meta", {}):  # a new caller (aud), jti and perhaps second (iat) per call
+        token = body["meta"]["token"]
+        claims = jwt.decode(token, options={"verify_signature": False})
+        body["meta"]["token"] = {"header": jwt.get_unverified_header(token), "claims": sorted(claims),
+                                 "aud": claims["aud"].split(":")[0], "lifetime": claims["exp"] - claims["iat"],
+                                 **{name: claims[name] for name in ("iss", "sub", "owner", "scopes", "code")}}
     return response.status_code, headers, body
 
 

@@ -15,6 +15,11 @@ address is over that limit, each failure there is answered 429 instead of 401 or
 caller is always served, whatever others failed from its address (a shared proxy or NAT): callers
 are never limited here, the limits that apply are those of the keys they check (and the caller
 key's own quota, if it has one).
+
+With `"token": true`, a valid answer also carries `meta.token`: a signed JWT that the caller can hand
+on and check offline against /.well-known/jwks.json (app/services/signing.py: its claims, its
+lifetime, and why a revoked key's tokens stay valid until they expire). Requests without it do no
+signing work at all.
 """
 import functools
 import ipaddress
@@ -31,7 +36,7 @@ from app.api.helpers.ratelimit import charge_quota, client_ip, limits_itself
 from app.api.helpers.requests import read_attributes
 from app.extensions import limiter
 from app.models.types import utcnow
-from app.services import allowances, usage
+from app.services import allowances, signing, usage
 from app.services import scopes as scope_rules
 from app.services.verifier import Outcome, verify
 
@@ -59,13 +64,15 @@ def answer(api_key_header: str | None, authorization: str, address: str, body: b
         _FailureLimit(address).count(refusal)
         raise
     headers = charge_quota(caller.key) if caller.key is not None and caller.key.quota_limit is not None else {}
-    document = verify_and_count(*read_request(read_attributes(body)), now)
-    return document, {**HEADERS, **headers}
+    secret, scopes, ip, cost, token = read_request(read_attributes(body))
+    audience = (f"key:{caller.key.id}" if caller.key is not None else f"user:{caller.user_id}") if token else None
+    return verify_and_count(secret, scopes, ip, cost, now, audience), {**HEADERS, **headers}
 
 
 @bp.post("/api-keys/verify")
 def verify_key():
-    """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances."""
+    """Return 200 with `valid`, `code` and, when valid, the key's id, owner, scopes and allowances (and a
+    signed token, when asked for)."""
     document, headers = answer(request.headers.get("X-API-Key"), request.headers.get("Authorization", ""),
                                client_ip(), request.get_data(cache=True))
     return make_response(document, 200, headers)
@@ -79,7 +86,7 @@ def _invalid(detail, field):
 
 
 def read_request(attributes: dict):
-    """Return (key, scopes, ip, cost) from the request's attributes; 422 for a bad one."""
+    """Return (key, scopes, ip, cost, token) from the request's attributes; 422 for a bad one."""
     secret = attributes.get("key")
     if not isinstance(secret, str) or not secret or len(secret) > 256:
         raise _invalid("key is the API key to check, as a string.", "key")
@@ -94,7 +101,10 @@ def read_request(attributes: dict):
     cost = attributes.get("cost", 1)
     if not isinstance(cost, int) or isinstance(cost, bool) or not 0 <= cost <= MAX_COST:
         raise _invalid(f"cost is a whole number from 0 to {MAX_COST}.", "cost")
-    return secret, scopes, ip, cost
+    token = attributes.get("token", False)
+    if token is not True and token is not False:
+        raise _invalid("token is true to get a signed token with a valid answer, else false.", "token")
+    return secret, scopes, ip, cost, token
 
 
 @functools.lru_cache(maxsize=4096)  # services ask about the same clients again and again
@@ -105,8 +115,9 @@ def _normal_address(text: str) -> str | None:
         return None
 
 
-def verify_and_count(secret, scopes, ip, cost, now) -> bytes:
-    """Verify at `now`, count the checked key's usage by outcome, and return the answer document."""
+def verify_and_count(secret, scopes, ip, cost, now, audience: str | None = None) -> bytes:
+    """Verify at `now`, count the checked key's usage by outcome, and return the answer document;
+    with an `audience` (the caller asked for a token), a valid answer carries a token for it."""
     verdict = verify(secret, scopes, ip, cost, now)
     if verdict.record is not None:
         buffer = usage.buffer()
@@ -114,7 +125,10 @@ def verify_and_count(secret, scopes, ip, cost, now) -> bytes:
         buffer.count(verdict.record.id, verdict.outcome.value, cost if admitted else 0, now)
         if admitted:
             buffer.key_used(verdict.record.id, now)
-    return encode({"meta": _meta(verdict, cost)})
+    meta = _meta(verdict, cost)
+    if audience is not None and verdict.outcome is Outcome.VALID:
+        meta["token"] = signing.signer().issue(verdict.record, audience, now)
+    return encode({"meta": meta})
 
 
 def _meta(verdict, cost) -> dict:
@@ -163,8 +177,10 @@ def _parsed(text):
 
 
 def init_app(app):
-    """The pipeline counts this endpoint's limits and usage itself; the fast path goes in front."""
+    """The pipeline counts this endpoint's limits and usage itself; the fast path goes in front; the
+    token signer is per process."""
     from app.api.verify_fast_path import VerifyFastPath
 
+    signing.init_app(app)
     limits_itself(app, ENDPOINT)
     app.wsgi_app = VerifyFastPath(app, app.wsgi_app)

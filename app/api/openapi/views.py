@@ -155,6 +155,8 @@ def _verify(components, app):
         "ip": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}, {"type": "null"}],
                "description": "The end client's address, for the key's allowlist (null: not checked)."},
         "cost": {**WHOLE, "type": "integer", "minimum": 0, "maximum": verify.MAX_COST},
+        "token": {"type": "boolean", "description": "Ask for meta.token: the valid answer signed (EdDSA), to "
+                                                    "check offline against /.well-known/jwks.json."},
     }
     allowance = {"type": ["object", "null"]}
     key = _object({"id": {"type": "string"}, "owner-id": {"type": "string"}, "name": {"type": "string"},
@@ -163,7 +165,8 @@ def _verify(components, app):
                    "rotation-grace-until": {"type": "string", "format": "date-time"}})
     meta = _object({"valid": {"type": "boolean"}, "code": {"enum": [outcome.value for outcome in Outcome]},
                     "missing-scopes": {"type": "array", "items": {"type": "string"}},
-                    "rate-limit": allowance, "quota": allowance, "budget": allowance, "key": key},
+                    "rate-limit": allowance, "quota": allowance, "budget": allowance, "key": key,
+                    "token": {"type": "string", "description": "A JWT of a valid answer, when asked for."}},
                    ["valid", "code"])
     return {"security": components.security("keys:verify"),
             "requestBody": _attributes_body(components, attributes, ["key"]),
