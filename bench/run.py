@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -393,6 +394,31 @@ def machine_facts():
     }
 
 
+@contextmanager
+def recorded(name, args):
+    """Yield the record of a benchmark (command, machine, versions, load), for the caller to add its
+    summaries to; then write it, with wrk's raw output of every run, to
+    bench/results/<name>-<UTC date and time>.json (-FAILED when the benchmark raised)."""
+    started = time.gmtime()
+    results = {"command": shlex.join(sys.orig_argv), "cwd": str(Path.cwd()),
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started), "args": vars(args),
+               "machine": machine_facts(), "load_average_before": os.getloadavg()}
+    failed = True
+    try:
+        yield results
+        failed = False
+    finally:
+        results.update(finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       load_average_after=os.getloadavg(), wrk_runs=RAW)
+        if failed:
+            results["failed"] = True
+        stamp = time.strftime("%Y-%m-%dT%H%M%SZ", started)
+        out = ROOT / "bench/results" / f"{name}-{stamp}{'-FAILED' if failed else ''}.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {out.relative_to(ROOT)}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=["limits", "verify", "all"])
@@ -416,29 +442,12 @@ def main():
         parser.error("--cold-keys must leave room for the 1,000 keys of the first verify scenario within --keys")
     if args.mixed_keys > args.cold_keys:
         parser.error("--mixed-keys are taken from the cold keys: at most --cold-keys")
-    started = time.gmtime()
-    results = {"command": shlex.join(sys.orig_argv), "cwd": str(Path.cwd()),
-               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started), "args": vars(args),
-               "machine": machine_facts(), "load_average_before": os.getloadavg()}
     name = args.scenario + ("-plain-keys" if args.plain_keys and args.scenario != "limits" else "")
-    failed = True
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            if args.scenario in ("limits", "all"):
-                results["limits"] = bench_limits(args, Path(tmp))
-            if args.scenario in ("verify", "all"):
-                results["verify"] = bench_verify(args, Path(tmp))
-        failed = False
-    finally:
-        results.update(finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       load_average_after=os.getloadavg(), wrk_runs=RAW)
-        if failed:
-            results["failed"] = True
-        stamp = time.strftime("%Y-%m-%dT%H%M%SZ", started)
-        out = ROOT / "bench/results" / f"{name}-{stamp}{'-FAILED' if failed else ''}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"written to {out.relative_to(ROOT)}")
+    with recorded(name, args) as results, tempfile.TemporaryDirectory() as tmp:
+        if args.scenario in ("limits", "all"):
+            results["limits"] = bench_limits(args, Path(tmp))
+        if args.scenario in ("verify", "all"):
+            results["verify"] = bench_verify(args, Path(tmp))
 
 
 if __name__ == "__main__":

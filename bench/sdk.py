@@ -20,13 +20,9 @@ Writes bench/results/sdk-<UTC date and time>.json (the fields of bench/run.py's 
 `in_process`).
 """
 import argparse
-import json
-import os
-import shlex
 import statistics
 import sys
 import tempfile
-import time
 import timeit
 from pathlib import Path
 
@@ -35,7 +31,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import DATABASE_URL, PRODUCTION, RAW, REDIS_URL, compare, machine_facts, seed  # noqa: E402
+from bench.run import DATABASE_URL, PRODUCTION, REDIS_URL, compare, recorded, seed  # noqa: E402
 from tests.servers import fresh_database, gunicorn, run_migrations, service_env  # noqa: E402
 
 SCOPES = ("llm:chat",)
@@ -121,25 +117,8 @@ def main():
     parser.add_argument("--cache-ttl", type=float, default=60.0, help="the protected service's LATCHKEY_CACHE_TTL")
     parser.add_argument("--repeats", type=int, default=7, help="timeit runs of each in-process figure")
     args = parser.parse_args()
-    started = time.gmtime()
-    results = {"command": shlex.join(sys.orig_argv), "cwd": str(Path.cwd()),
-               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", started), "args": vars(args),
-               "machine": machine_facts(), "load_average_before": os.getloadavg()}
-    failed = True
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            results["sdk"], results["in_process"] = bench_sdk(args, Path(tmp))
-        failed = False
-    finally:
-        results.update(finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       load_average_after=os.getloadavg(), wrk_runs=RAW)
-        if failed:
-            results["failed"] = True
-        stamp = time.strftime("%Y-%m-%dT%H%M%SZ", started)
-        out = ROOT / "bench/results" / f"sdk-{stamp}{'-FAILED' if failed else ''}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"written to {out.relative_to(ROOT)}")
+    with recorded("sdk", args) as results, tempfile.TemporaryDirectory() as tmp:
+        results["sdk"], results["in_process"] = bench_sdk(args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import ROOT, fresh_database, gunicorn, run_migrations, service_env
+from tests.servers import ROOT, fresh_database, gunicorn, redis_url_or_none, run_migrations, service_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -50,9 +50,10 @@ SERVER_SETTINGS = dict(
 
 @pytest.fixture(scope="module")
 def console_env(tmp_path_factory):
-    """Yield the environment of the module's service: a fresh, migrated database (DATABASE_URL)."""
+    """Yield the environment of the module's service: a fresh, migrated database (DATABASE_URL) and
+    the suite's limiter storage (Redis in CI's second pass; service_env gives it a prefix of its own)."""
     with fresh_database(tmp_path_factory.mktemp("console")) as database_url:
-        env = service_env(database_url, "memory://", **SERVER_SETTINGS)
+        env = service_env(database_url, redis_url_or_none() or "memory://", **SERVER_SETTINGS)
         run_migrations(env)
         yield env
 
@@ -77,18 +78,25 @@ def browser():
         chromium.close()
 
 
+def new_page(browser, **options):
+    """Return a page in a fresh context of its own (no shared state; `options` for the context: a
+    viewport, a time zone), with `page.console_errors`: every console error and uncaught exception
+    seen (a CSP violation is reported as a console error)."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
+    context.set_default_timeout(TIMEOUT_MS)
+    created = context.new_page()
+    created.console_errors = []
+    created.on("console", lambda message: message.type == "error" and created.console_errors.append(message.text))
+    created.on("pageerror", lambda error: created.console_errors.append(str(error)))
+    return created
+
+
 @pytest.fixture
 def page(browser):
-    """Yield a page in a fresh context (no shared state), with `page.console_errors`: every console
-    error and uncaught exception seen (a CSP violation is reported as a console error)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    new_page = context.new_page()
-    new_page.console_errors = []
-    new_page.on("console", lambda message: message.type == "error" and new_page.console_errors.append(message.text))
-    new_page.on("pageerror", lambda error: new_page.console_errors.append(str(error)))
-    yield new_page
-    context.close()
+    """Yield a page of its own (new_page), closed after the test."""
+    created = new_page(browser)
+    yield created
+    created.context.close()
 
 
 def create_admin(env, email, password):

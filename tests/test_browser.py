@@ -6,24 +6,18 @@ Needs Debian's chromium (/usr/bin/chromium) and the `playwright` package, which 
 on a developer's machine; in CI (CI set) a missing chromium is a failure.
 """
 import functools
-import os
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
+from tests.console_helpers import needs_chromium  # and its `browser` fixture (a plugin: tests/conftest.py)
 from tests.helpers import PASSWORD
 from tests.servers import free_port, fresh_database, gunicorn, run_migrations, service_env
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REQUESTS_PER_MINUTE = 4  # per endpoint: the key's creation counts on /v1/api-keys too
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+pytestmark = needs_chromium
 
 # The page's script: sign up, log in, create a key (its URL is in Location), then list keys until
 # the rate limit answers 429; it returns what it could read of each answer.
@@ -88,16 +82,6 @@ def service(tmp_path, page_origin):
         run_migrations(env)
         with gunicorn(env, workers=1) as base:
             yield base
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("CI needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_a_page_on_another_origin_reads_location_and_the_limit_headers(browser, service, page_origin):

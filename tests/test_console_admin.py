@@ -18,10 +18,10 @@ import requests
 
 from tests.console_helpers import (  # its fixtures are a plugin (tests/conftest.py)
     JSONAPI,
-    TIMEOUT_MS,
     create_admin,
     log_in,
     needs_chromium,
+    new_page,
 )
 from tests.helpers import PASSWORD
 
@@ -88,17 +88,6 @@ def admin(console_server, console_env):
 
 
 # --- The page ----------------------------------------------------------------------------------------
-
-def new_page(browser, **options):
-    """A page in a fresh context of its own (another viewport, time zone), with `console_errors`."""
-    context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
-    context.set_default_timeout(TIMEOUT_MS)
-    created = context.new_page()
-    created.console_errors = []
-    created.on("console", lambda message: message.type == "error" and created.console_errors.append(message.text))
-    created.on("pageerror", lambda error: created.console_errors.append(str(error)))
-    return created
-
 
 def script_errors(page):
     """The page's console errors, less Chromium's own note of each 4xx answer (expected here)."""
