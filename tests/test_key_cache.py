@@ -222,11 +222,11 @@ def test_a_hung_database_is_not_asked_twice(app, make, monkeypatch):
             calls.append(args)
             raise DatabaseTimeout("no answer")
 
-        monkeypatch.setattr(type(lookup._local.held[1]), "execute", hung)
+        monkeypatch.setattr(type(lookup._local.held[1]), "wait", hung)
         with pytest.raises(OperationalError) as raised:
             lookup(hash_secret(key.secret))
         assert isinstance(raised.value.orig, DatabaseTimeout) and len(calls) == 1
-        monkeypatch.setattr(type(lookup._local.held[1]), "execute",
+        monkeypatch.setattr(type(lookup._local.held[1]), "wait",
                             lambda *args, **kwargs: calls.append(args) or (_ for _ in ()).throw(
                                 psycopg.OperationalError("server closed the connection")))
         with pytest.raises(OperationalError):

@@ -21,13 +21,13 @@ class Worker:
     def __init__(self, storage):
         self.counters = RedisCounters(storage)
         self.round_trips = 0
-        script = self.counters._admit
+        run_admit = self.counters._run_admit
 
-        def counted(**kwargs):
+        def counted(names, args):
             self.round_trips += 1
-            return script(**kwargs)
+            return run_admit(names, args)
 
-        self.counters._admit = counted
+        self.counters._run_admit = counted
 
     def spend(self, name, amount, limit):
         """Charge `amount` to the allowance counter `name` (no expiry)."""
@@ -126,3 +126,60 @@ def test_a_bucket_lease_lapses_with_its_window(storage, name, timeline):
     timeline.advance(0.1)  # it lapsed 50 ms ago: it is neither used nor given back into the window
     assert a.hit(name, 10**6, window) and a.round_trips == 2
     assert counter(storage, storage.prefixed_key(name)) == 2 * (1 + LEASE_REQUESTS)
+
+
+# The admission script's own connection (one per thread, outside the client's pool).
+
+def held_connection(worker):
+    return worker.counters._local.held[1]
+
+
+def test_an_admission_connection_that_died_while_idle_is_replaced_and_the_admission_counted_once(storage, name):
+    a = Worker(storage)
+    assert a.spend(name, 1, LEASE_SHARE - 1)  # near the limit: every admission is a round trip
+    dead = held_connection(a)
+    dead.send_command("CLIENT", "ID")
+    storage.get_connection().client_kill_filter(_id=dead.read_response())  # Redis closes it (a restart...)
+    assert a.spend(name, 1, LEASE_SHARE - 1)
+    assert held_connection(a) is dead and dead._sock is not None  # reconnected once, the admission made on it
+    assert counter(storage, name) == 2
+
+
+def test_an_admission_cut_half_way_leaves_no_reply_for_the_next_one_and_is_not_asked_twice(storage, name, monkeypatch):
+    """A reply that did not come in time (the socket timeout) must not answer the next admission on
+    that connection: the connection is closed; and a timeout is not retried (a hung Redis would
+    cost twice the wait)."""
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    a = Worker(storage)
+    assert a.spend(name, 1, LEASE_SHARE - 1)
+    connection = held_connection(a)
+    sent = []
+    real_send = connection.send_command
+    monkeypatch.setattr(connection, "send_command", lambda *args: sent.append(args) or real_send(*args))
+    monkeypatch.setattr(connection, "read_response", lambda: (_ for _ in ()).throw(RedisTimeoutError("timed out")))
+    with pytest.raises(RedisTimeoutError):
+        a.spend(name, 1, LEASE_SHARE - 1)
+    assert len(sent) == 1 and connection._sock is None  # not retried; closed with the unread reply
+    monkeypatch.undo()
+    assert counter(storage, name) == 2  # Redis did count the cut admission (the safe side)
+    assert a.spend(name, 1, LEASE_SHARE - 1) and counter(storage, name) == 3  # its own reply, not the old one
+
+
+def test_scripts_lost_by_redis_are_loaded_again(storage, name):
+    a = Worker(storage)
+    assert a.spend(name, 1, LEASE_SHARE - 1)
+    storage.get_connection().script_flush()  # as after a restart
+    assert a.spend(name, 1, LEASE_SHARE - 1) and counter(storage, name) == 2
+
+
+def test_a_forked_worker_makes_its_own_admission_connection(storage, name, monkeypatch):
+    from app.services import redis_counters
+
+    a = Worker(storage)
+    assert a.spend(name, 1, LEASE_SHARE - 1)
+    parent = held_connection(a)
+    real_pid = redis_counters.os.getpid()
+    monkeypatch.setattr(redis_counters.os, "getpid", lambda: real_pid + 1)  # as if forked
+    assert a.spend(name, 1, LEASE_SHARE - 1)
+    assert held_connection(a) is not parent and counter(storage, name) == 2

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -61,6 +62,27 @@ class FailingStatements:
 
     def stop(self):
         event.remove(self.engine, "before_cursor_execute", self)
+
+
+@contextmanager
+def refusing(app, outcome):
+    """Make the database itself refuse usage rows with `outcome`, as a constraint: a CHECK on
+    PostgreSQL (NOT VALID: rows already there stay), a trigger on SQLite."""
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            add = f"ALTER TABLE key_usage ADD CONSTRAINT refused CHECK (outcome <> '{outcome}') NOT VALID"
+            drop = "ALTER TABLE key_usage DROP CONSTRAINT refused"
+        else:
+            add = (f"CREATE TRIGGER refused BEFORE INSERT ON key_usage WHEN NEW.outcome = '{outcome}' "
+                   "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            drop = "DROP TRIGGER refused"
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql(add)
+    try:
+        yield
+    finally:
+        with app.app_context(), db.engine.begin() as connection:
+            connection.exec_driver_sql(drop)
 
 
 # Item 2: exits write everything.
@@ -200,20 +222,9 @@ def test_item3_rows_that_keep_breaking_a_constraint_cost_only_their_own_key(app,
     buffer.count(healthy.id, "VALID", 5)
     buffer.count(healthy.id, "RATE_LIMITED")
 
-    def refuse_the_poison(conn, cursor, statement, parameters, context, executemany):
-        sets = parameters if executemany else [parameters]
-        values = [v for one in sets for v in (one.values() if isinstance(one, dict) else one)]
-        if "INTO key_usage" in statement and "POISON" in values:
-            raise conn.dialect.loaded_dbapi.IntegrityError("injected: a constraint refuses this row")
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", refuse_the_poison)
-    try:
+    with refusing(app, "POISON"):
         buffer.flush()
         buffer.flush()  # nothing is kept: the next flush has nothing to retry
-    finally:
-        event.remove(engine, "before_cursor_execute", refuse_the_poison)
     assert totals(app) == {(healthy.id, "VALID"): (1, 5), (healthy.id, "RATE_LIMITED"): (1, 0)}
     dropped = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "dropped" in r.getMessage()]
     assert dropped == [f"usage of key {poisoned.id} dropped: 2 counter rows (2 requests) break a constraint; "

@@ -19,7 +19,10 @@ units count as spent for everyone else, and the worker admits from it locally un
 The scripts run on the limiter storage's own Redis client, so they share its timeouts
 (REDIS_SOCKET_TIMEOUT, REDIS_CONNECT_TIMEOUT) and its circuit breaker (app/services/breaker.py):
 while Redis is down or hung, a round trip fails at once with a RedisError, while admissions from a
-lease held locally go on (those units were counted in Redis when they were leased).
+lease held locally go on (those units were counted in Redis when they were leased). The admission
+script, the one on the hot path (a key's first request in a worker), goes over a connection each
+thread keeps for it, made with the client's settings: a pool checkout and release and the client's
+command layers cost as much CPU as the exchange itself (README, issue 16).
 """
 import atexit
 import functools
@@ -30,10 +33,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
+from redis import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from app.services import clock
 from app.services.admission import Admission, Bucket
+from app.services.breaker import breaker_of
 
 LEASE_SHARE = 100
 LEASE_REQUESTS = 100
@@ -125,6 +131,9 @@ class RedisCounters:
         self._reset = self._connection.register_script(_RESET)
         self._lock = threading.Lock()
         self._pid: int | None = None
+        self._local = threading.local()  # this thread's admission connection: (pid, connection)
+        pool = getattr(self._connection, "connection_pool", None)
+        self._held_pool = pool if type(self._connection) is Redis and type(pool) is ConnectionPool else None
 
     def admit(self, charges) -> Admission:
         """Admit one request: see allowances.admit. Buckets come first in `charges`."""
@@ -154,7 +163,7 @@ class RedisCounters:
         for charge, lease in zip(charges, held, strict=True):
             back = lease.units if lease is not None and lease.lapses > now else 0
             args += [charge.amount, charge.limit.limit, int(charge.expiry), back]
-        refused, counts, leased, ttls = self._admit(keys=names, args=args)
+        refused, counts, leased, ttls = self._run_admit(names, args)
         refused, counts = int(refused), [int(count) for count in counts]
         if refused:  # a bucket's refusal stops the counts at that bucket
             checked = charges[:len(counts)]
@@ -173,6 +182,39 @@ class RedisCounters:
         # As this worker sees it: what it holds itself is not spent yet.
         return Admission(None, tuple((c.limit, n - units) for c, n, units in zip(charges, counts, leased, strict=True)),
                          leased=sum(leased))
+
+    def _run_admit(self, names, args):
+        """The admission script's reply, over this thread's connection (through the storage's
+        breaker); through the client when that is not a plain Redis client (Sentinel, Cluster)."""
+        if self._held_pool is None:
+            return self._admit(keys=names, args=args)
+        breaker = breaker_of(self._storage)
+        return breaker.call(self._admit_held, names, args) if breaker else self._admit_held(names, args)
+
+    def _admit_held(self, names, args):
+        try:
+            return self._exchange(names, args)
+        except RedisConnectionError as error:
+            if type(error) is not RedisConnectionError:  # a timeout: asking again would double the wait
+                raise
+        return self._exchange(names, args)  # once more, on a new connection: it may have died while idle
+
+    def _exchange(self, names, args):
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != os.getpid():  # a forked worker makes its own
+            pool = self._held_pool
+            held = self._local.held = (os.getpid(), pool.connection_class(**pool.connection_kwargs))
+        connection = held[1]
+        try:
+            connection.send_command("EVALSHA", self._admit.sha, len(names), *names, *args)
+            return connection.read_response()
+        except NoScriptError:  # Redis lost its scripts (a restart): the client loads it again
+            return self._admit(keys=names, args=args)
+        except ResponseError:  # an error reply: the exchange is complete
+            raise
+        except BaseException:  # cut half-way (a timeout...): its reply must not answer the next one
+            connection.disconnect()
+            raise
 
     def _own_leases(self):
         # Leases belong to one process: a forked worker starts with none.
