@@ -203,6 +203,7 @@ class RedisCounters:
         held = getattr(self._local, "held", None)
         if held is None or held[0] != os.getpid():  # a forked worker makes its own
             pool = self._held_pool
+            assert pool is not None  # _run_admit comes here only with one
             held = self._local.held = (os.getpid(), pool.connection_class(**pool.connection_kwargs))
         connection = held[1]
         try:

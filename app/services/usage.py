@@ -333,7 +333,9 @@ def _write_postgres(last_used, counters) -> int:
     connection = db.session.connection()
     for statement in _BATCH_TABLES:
         connection.exec_driver_sql(statement)
-    with connection.connection.driver_connection.cursor() as cursor:
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a live connection, in the session's transaction
+    with driver.cursor() as cursor:
         with cursor.copy("COPY latchkey_last_used (key_id, at) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["int4", "timestamptz"])
             for row in last_used.items():
