@@ -86,6 +86,9 @@ class Config:
     # is also how long a revoked key's tokens may still be accepted offline, and their `iss` claim.
     VERIFY_TOKEN_SECONDS = _env_int("VERIFY_TOKEN_SECONDS", 300)
     VERIFY_TOKEN_ISSUER = os.environ.get("VERIFY_TOKEN_ISSUER", "latchkey")
+    # Reservations (`"reserve": true` on POST /v1/api-keys/verify): how long one waits to be settled
+    # before it expires, charged at its estimate (app/services/reservations.py).
+    RESERVATION_TTL_SECONDS = _env_int("RESERVATION_TTL_SECONDS", 900)
 
     PAGE_SIZE = 30
     MAX_PAGE_SIZE = 100

@@ -262,3 +262,37 @@ def test_redis_outage_then_recovery(tmp_path, policy):
                 assert fire(url, 8) == {(200, None): 5, (429, "RATE_LIMITED"): 3}
     finally:
         redis_server.stop()
+
+
+def test_reservations_across_workers_never_pass_the_budget_and_retried_settlements_count_once(service):
+    """Issue 15, item 1: 40 reservations of 50 against a budget of 1,000 from 16 threads on 4 workers:
+    exactly 20 are admitted; each is settled at its actual cost twice at once (a retry), on any
+    worker: the budget then holds exactly the settled costs, and so does the usage written."""
+    base, seeder = service
+    admin_id, _ = seeder.user("reserving-service@example.com", admin=True)
+    verifier = {"X-API-Key": seeder.key(admin_id, scopes=["keys:verify"])}
+    owner_id, _ = seeder.user("reserved@example.com")
+    secret = seeder.key(owner_id, scopes=["llm:*"], budget_limit=1000, budget_period="month")
+    body = {"key": secret, "scopes": ["llm:gpt-4o"], "cost": 50, "reserve": True}
+    answers = post_many(f"{base}/v1/api-keys/verify", [body] * 40, verifier)
+    assert Counter(a["meta"]["code"] for a in answers) == {"VALID": 20, "BUDGET_EXCEEDED": 20}
+    reserved = [a["meta"]["reservation"]["id"] for a in answers if a["meta"]["code"] == "VALID"]
+    actual = {reservation_id: 10 + 2 * n for n, reservation_id in enumerate(reserved)}
+
+    def settle(reservation_id):
+        return requests.post(f"{base}/v1/reservations/{reservation_id}/settle", json={"cost": actual[reservation_id]},
+                             headers=verifier, timeout=30)
+
+    with ThreadPoolExecutor(16) as pool:
+        settled = list(pool.map(settle, [r for r in reserved for _ in range(2)]))
+    assert [response.status_code for response in settled] == [200] * 40  # not under RATE_LIMIT_DEFAULTS
+    check = post_many(f"{base}/v1/api-keys/verify", [{**body, "cost": 0, "reserve": False}], verifier)[0]
+    assert check["meta"]["budget"]["used"] == sum(actual.values())
+    key_id = seeder.key_id(secret)
+
+    def written():
+        with seeder.app.app_context(), db.engine.connect() as connection:
+            return connection.scalar(text("SELECT coalesce(sum(cost), 0) FROM key_usage WHERE key_id = :id"),
+                                     {"id": key_id})
+
+    wait_until(lambda: written() == sum(actual.values()), 10, "the settled costs in the usage written")

@@ -33,4 +33,15 @@ bp.before_request(check_path_ids)
 bp.before_request(check_json_body)
 bp.before_request(undasherize_query)
 
-from app.api import api_keys, audit_events, auth, key_actions, openapi, scopes, usage, users, verify  # noqa: E402,F401
+from app.api import (  # noqa: E402,F401
+    api_keys,
+    audit_events,
+    auth,
+    key_actions,
+    openapi,
+    reservations,
+    scopes,
+    usage,
+    users,
+    verify,
+)

@@ -36,7 +36,7 @@ from app.api.helpers.ratelimit import charge_quota, client_ip, limits_itself
 from app.api.helpers.requests import read_attributes
 from app.extensions import limiter
 from app.models.types import utcnow
-from app.services import allowances, signing, usage
+from app.services import allowances, reservations, signing, usage
 from app.services import scopes as scope_rules
 from app.services.verifier import Outcome, verify
 
@@ -61,12 +61,20 @@ def answer(api_key_header: str | None, authorization: str, address: str, body: b
             raise ApiError(403, "Insufficient scope", "Verification needs a key with keys:verify or an admin's "
                            "session.", code="INSUFFICIENT_SCOPES")
     except ApiError as refusal:
-        _FailureLimit(address).count(refusal)
+        FailureLimit(address).count(refusal)
         raise
     headers = charge_quota(caller.key) if caller.key is not None and caller.key.quota_limit is not None else {}
-    secret, scopes, ip, cost, token = read_request(read_attributes(body))
-    audience = (f"key:{caller.key.id}" if caller.key is not None else f"user:{caller.user_id}") if token else None
-    return verify_and_count(secret, scopes, ip, cost, now, audience), {**HEADERS, **headers}
+    secret, scopes, ip, cost, token, reserve = read_request(read_attributes(body))
+    if token or reserve:
+        identity = caller_identity(caller)
+        audience, reserve_for = (identity if token else None), (identity if reserve else None)
+        return verify_and_count(secret, scopes, ip, cost, now, audience, reserve_for), {**HEADERS, **headers}
+    return verify_and_count(secret, scopes, ip, cost, now), {**HEADERS, **headers}
+
+
+def caller_identity(caller) -> str:
+    """Who asked: the audience of its tokens and the owner of its reservations."""
+    return f"key:{caller.key.id}" if caller.key is not None else f"user:{caller.user_id}"
 
 
 @bp.post("/api-keys/verify")
@@ -86,7 +94,7 @@ def _invalid(detail, field):
 
 
 def read_request(attributes: dict):
-    """Return (key, scopes, ip, cost, token) from the request's attributes; 422 for a bad one."""
+    """Return (key, scopes, ip, cost, token, reserve) from the request's attributes; 422 for a bad one."""
     secret = attributes.get("key")
     if not isinstance(secret, str) or not secret or len(secret) > 256:
         raise _invalid("key is the API key to check, as a string.", "key")
@@ -104,7 +112,10 @@ def read_request(attributes: dict):
     token = attributes.get("token", False)
     if token is not True and token is not False:
         raise _invalid("token is true to get a signed token with a valid answer, else false.", "token")
-    return secret, scopes, ip, cost, token
+    reserve = attributes.get("reserve", False)
+    if reserve is not True and reserve is not False:
+        raise _invalid("reserve is true to reserve the cost and settle it later, else false.", "reserve")
+    return secret, scopes, ip, cost, token, reserve
 
 
 @functools.lru_cache(maxsize=4096)  # services ask about the same clients again and again
@@ -115,9 +126,11 @@ def _normal_address(text: str) -> str | None:
         return None
 
 
-def verify_and_count(secret, scopes, ip, cost, now, audience: str | None = None) -> bytes:
+def verify_and_count(secret, scopes, ip, cost, now, audience: str | None = None,
+                     reserve_for: str | None = None) -> bytes:
     """Verify at `now`, count the checked key's usage by outcome, and return the answer document;
-    with an `audience` (the caller asked for a token), a valid answer carries a token for it."""
+    with an `audience` (the caller asked for a token), a valid answer carries a token for it; with
+    `reserve_for`, a reservation of `cost` that this caller settles later (reservations.py)."""
     verdict = verify(secret, scopes, ip, cost, now)
     if verdict.record is not None:
         buffer = usage.buffer()
@@ -126,9 +139,27 @@ def verify_and_count(secret, scopes, ip, cost, now, audience: str | None = None)
         if admitted:
             buffer.key_used(verdict.record.id, now)
     meta = _meta(verdict, cost)
-    if audience is not None and verdict.outcome is Outcome.VALID:
-        meta["token"] = signing.signer().issue(verdict.record, audience, now)
+    if verdict.outcome is Outcome.VALID:
+        if audience is not None:
+            meta["token"] = signing.signer().issue(verdict.record, audience, now)
+        if reserve_for is not None:
+            reservation = _reserve(verdict.record, cost, now, reserve_for)
+            if reservation is not None:
+                meta["reservation"] = reservation.document()
     return encode({"meta": meta})
+
+
+def _reserve(record, cost, now, caller):
+    """The reservation of `cost`, just admitted for `record`; None when the counters' storage is
+    unreachable and RATELIMIT_ON_STORAGE_ERROR is open (then nothing can be settled: the estimate
+    stands, as after an expiry)."""
+    try:
+        return reservations.reservations().reserve(
+            record.id, cost, allowances.budget_counter(record, now), now.replace(minute=0, second=0, microsecond=0),
+            caller)
+    except RedisError:
+        allowances.tolerate_storage_error("reservation")
+        return None
 
 
 def _meta(verdict, cost) -> dict:
@@ -150,7 +181,7 @@ def _meta(verdict, cost) -> dict:
     return meta
 
 
-class _FailureLimit:
+class FailureLimit:
     """RATE_LIMIT_AUTH_FAILURES for one client address, in the limiter's storage."""
 
     def __init__(self, address: str):
@@ -179,8 +210,11 @@ def _parsed(text):
 def init_app(app):
     """The pipeline counts this endpoint's limits and usage itself; the fast path goes in front; the
     token signer is per process."""
+    from app.api import reservations as reservation_views
     from app.api.verify_fast_path import VerifyFastPath
 
     signing.init_app(app)
+    reservations.init_app(app)
     limits_itself(app, ENDPOINT)
+    reservation_views.init_app(app)
     app.wsgi_app = VerifyFastPath(app, app.wsgi_app)

@@ -83,6 +83,13 @@ class MemoryCounters:
         with self._lock:
             self._values.pop(name, None)
 
+    def add(self, name, amount: int):
+        """Add `amount` (negative: give back) to a live allowance counter (reservations' settlements)."""
+        with self._lock:
+            value = self._live(name)
+            if name in self._values:
+                self._values[name] = (value + amount, self._values[name][1])
+
 
 def init_app(app, storage):
     """Give the app the counters of its limiter storage: Redis (shared by every worker and host,
@@ -121,6 +128,14 @@ def admit_key(record, cost: int, now: datetime) -> Admission:
     charges = _key_charges(counters.namespace, record.id, record.rate_limit, record.quota_limit, record.quota_period,
                            record.budget_limit, record.budget_period, cost, now.date())
     return counters.admit(charges)
+
+
+def budget_counter(record, now: datetime) -> str | None:
+    """The name of the counter that holds a key's budget for the window of `now` (None: no budget)."""
+    if record.budget_limit is None:
+        return None
+    allowance = Allowance("budget", record.id, record.budget_limit, record.budget_period)
+    return allowance.charge(0, now, _counters().namespace).name
 
 
 @functools.lru_cache(maxsize=4096)  # the hot path charges the same keys the same amounts all day

@@ -89,6 +89,13 @@ class UsageBuffer:
             totals[1] += cost
         self._ensure_thread()
 
+    def add_cost(self, key_id: int, outcome: str, cost: int, hour):
+        """Add `cost` (negative: take off) to the counter row of `hour` without counting a request:
+        a reservation's settlement (reservations.py)."""
+        with self._lock:
+            self._counters[(key_id, hour, outcome)][1] += cost
+        self._ensure_thread()
+
     # Writing.
 
     def flush(self, wait: float = -1) -> bool:

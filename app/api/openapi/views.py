@@ -157,6 +157,8 @@ def _verify(components, app):
         "cost": {**WHOLE, "type": "integer", "minimum": 0, "maximum": verify.MAX_COST},
         "token": {"type": "boolean", "description": "Ask for meta.token: the valid answer signed (EdDSA), to "
                                                     "check offline against /.well-known/jwks.json."},
+        "reserve": {"type": "boolean", "description": "Reserve `cost` as an estimate: a valid answer carries "
+                                                      "meta.reservation, to settle or release later."},
     }
     allowance = {"type": ["object", "null"]}
     key = _object({"id": {"type": "string"}, "owner-id": {"type": "string"}, "name": {"type": "string"},
@@ -166,11 +168,35 @@ def _verify(components, app):
     meta = _object({"valid": {"type": "boolean"}, "code": {"enum": [outcome.value for outcome in Outcome]},
                     "missing-scopes": {"type": "array", "items": {"type": "string"}},
                     "rate-limit": allowance, "quota": allowance, "budget": allowance, "key": key,
-                    "token": {"type": "string", "description": "A JWT of a valid answer, when asked for."}},
+                    "token": {"type": "string", "description": "A JWT of a valid answer, when asked for."},
+                    "reservation": _object({"id": {"type": "string"}, "estimate": {"type": "integer"},
+                                            "expires-at": {"type": "string", "format": "date-time"}})},
                    ["valid", "code"])
     return {"security": components.security("keys:verify"),
             "requestBody": _attributes_body(components, attributes, ["key"]),
             "responses": {"200": components.content(_meta_document(meta), "The verdict on the key.")}}
+
+
+# --- reservations -----------------------------------------------------------------------------------
+
+def _finished_reservation(components, body=None):
+    reservation = _object({"id": {"type": "string"}, "state": {"enum": ["settled", "released"]},
+                           "estimate": {"type": "integer"}, "cost": {"type": "integer"}})
+    described = {"security": components.security("keys:verify"), "errors": {404, 409},
+                 "responses": {"200": components.content(_meta_document(_object({"reservation": reservation})),
+                                                         "The reservation, finished.")}}
+    return {**described, "requestBody": body} if body else described
+
+
+@describes("v1.settle_reservation")
+def _settle(components, app):
+    cost = {**WHOLE, "type": "integer", "minimum": 0, "maximum": verify.MAX_COST}
+    return _finished_reservation(components, _attributes_body(components, {"cost": cost}, ["cost"]))
+
+
+@describes("v1.release_reservation")
+def _release(components, app):
+    return _finished_reservation(components)
 
 
 # --- usage, scopes, this document -------------------------------------------------------------------
