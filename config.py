@@ -89,6 +89,8 @@ class Config:
     # Reservations (`"reserve": true` on POST /v1/api-keys/verify): how long one waits to be settled
     # before it expires, charged at its estimate (app/services/reservations.py).
     RESERVATION_TTL_SECONDS = _env_int("RESERVATION_TTL_SECONDS", 900)
+    # The LLM gateway's providers and models (app/gateway/providers.py): a TOML file; none: no models.
+    LLM_PROVIDERS_FILE = os.environ.get("LLM_PROVIDERS_FILE", "")
 
     PAGE_SIZE = 30
     MAX_PAGE_SIZE = 100

@@ -24,7 +24,7 @@ def create_app(config_class=Config, **overrides):
     _configure_rate_limits(app)
     _check_key_prefix(app)
 
-    from app import console, docs, extensions, models  # noqa: F401  (models register their tables)
+    from app import console, docs, extensions, gateway, models  # noqa: F401  (models register their tables)
     from app.api import api, health, jwks, verify
     from app.api.helpers import cors, errors, ratelimit
     from app.api.helpers import requests as request_helpers
@@ -41,7 +41,8 @@ def create_app(config_class=Config, **overrides):
     app.register_blueprint(docs.bp)  # /docs/: the OpenAPI document for people
     app.register_blueprint(console.bp)  # /console/: the browser console, a client of /v1
     # after the routes it refers to; static pages and probes hold no data worth a limit
-    ratelimit.init_app(app, exempt_blueprints=[health.bp, docs.bp, console.bp])
+    ratelimit.init_app(app, exempt_blueprints=[health.bp, docs.bp, console.bp, gateway.bp])
+    gateway.init_app(app)  # /llm/v1: the LLM gateway, which counts its keys' limits itself
     errors.init_app(app)
     usage.init_app(app)
     key_cache.init_app(app)

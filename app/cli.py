@@ -1,5 +1,5 @@
-"""Operator commands: `users create-admin`, `keys create|list|revoke|rotate` and
-`tokens rotate-signing-key`.
+"""Operator commands: `users create-admin`, `keys create|list|revoke|rotate`,
+`tokens rotate-signing-key` and `llm providers|models`.
 
 Secrets are printed once, to standard output, never logged. Every change leaves an audit event
 with no actor (the operator's shell).
@@ -177,7 +177,53 @@ def rotate_signing_key():
         click.echo(f"Key {kid} stays in /.well-known/jwks.json until {signer.listed_until(retired_at).isoformat()}.")
 
 
+llm_cli = AppGroup("llm", help="The LLM gateway's providers and models (LLM_PROVIDERS_FILE).")
+
+
+@llm_cli.command("providers")
+def llm_providers():
+    """Each provider, its base URL, whether its credential is set (never shown) and whether it
+    answers `GET <base URL>/models` with that credential. Exits 1 when one does not."""
+    from app.gateway import catalog, proxy
+
+    providers = catalog().providers
+    if not providers:
+        click.echo("No providers (LLM_PROVIDERS_FILE is not set).")
+        return
+    failed = False
+    for provider in providers:
+        api_key = provider.api_key()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            status = proxy.client_for(provider).get(f"{provider.base_url}/models", headers=headers).status_code
+            reachable = "reachable" if status == 200 else f"answers {status}"
+        except Exception as error:  # any failure to reach it is the answer here
+            status, reachable = None, f"unreachable ({type(error).__name__})"
+        failed |= status != 200
+        credential = f"${provider.api_key_env} set" if api_key else f"${provider.api_key_env} NOT SET"
+        click.echo(f"{provider.name}\t{provider.base_url}\t{credential}\t{reachable}")
+    if failed:
+        raise SystemExit(1)
+
+
+@llm_cli.command("models")
+def llm_models():
+    """Each model: its id, the scope it needs, its upstream name, prices and default max_tokens, and
+    its aliases."""
+    from app.gateway import catalog
+
+    aliases: dict = {}
+    for name, model in catalog().models.items():
+        if name != model.id:
+            aliases.setdefault(model.id, []).append(name)
+    for model in catalog().listed():
+        also = f"\taliases: {', '.join(sorted(aliases[model.id]))}" if model.id in aliases else ""
+        click.echo(f"{model.id}\tscope {model.scope}\tupstream {model.upstream}\tper 1k tokens: "
+                   f"{model.input_price} in, {model.output_price} out\tmax_tokens {model.max_tokens}{also}")
+
+
 def init_app(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(llm_cli)

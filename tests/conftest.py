@@ -119,6 +119,13 @@ def make(app, secrets_seen):
 
 
 @pytest.fixture
+def verifier(make):
+    """Headers of a service: a key with keys:verify, owned by an admin's service account."""
+    account = make.user(admin=True)
+    return {"X-API-Key": make.key(account, scopes=["keys:verify"]).secret}
+
+
+@pytest.fixture
 def timeline(monkeypatch):
     """The monotonic clock of the key cache and the leases (app/services/clock.py), standing still
     until the test calls `timeline.advance(seconds)`."""

@@ -23,10 +23,8 @@ def way_in(request, monkeypatch):
 
 
 @pytest.fixture
-def service(make):
-    """Headers of a service: a key with keys:verify, owned by an admin's service account."""
-    account = make.user(admin=True)
-    return {"X-API-Key": make.key(account, scopes=["keys:verify"]).secret}
+def service(verifier):
+    return verifier
 
 
 @pytest.fixture

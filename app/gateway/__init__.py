@@ -1,0 +1,205 @@
+"""The LLM gateway: OpenAI-compatible endpoints under /llm/v1 on Latchkey's keys, limits and usage.
+
+A caller sends a Latchkey key as OpenAI SDKs send theirs (`Authorization: Bearer lk_...`) and asks
+for `<provider>/<model>` or an alias (providers.py). Each call runs the verification pipeline on
+that key (app/services/verifier.py: status, expiry, IP allowlist, the scope `llm:<provider>:<model>`,
+its rate limit, quota and budget) with the call's estimated cost, reserves that estimate
+(app/services/reservations.py), calls the provider, and settles the cost of the tokens the
+provider reports (proxy.py). Errors are OpenAI-style bodies (`{"error": {...}}`), never a secret.
+
+Like verifications, gateway calls are not under RATE_LIMIT_DEFAULTS: the key's own rate limit,
+quota and budget apply (counted by the pipeline), and failed authentications are limited per
+address (RATE_LIMIT_AUTH_FAILURES).
+"""
+import json
+import logging
+import math
+
+from flask import Blueprint, current_app, request
+from redis.exceptions import RedisError
+
+from app.api.helpers.errors import ApiError
+from app.api.helpers.ratelimit import client_ip, limits_itself
+from app.api.verify import FailureLimit
+from app.extensions import state
+from app.gateway import providers, proxy
+from app.gateway.errors import GatewayError, error_response
+from app.models.types import utcnow
+from app.services import allowances, reservations, usage
+from app.services import scopes as scope_rules
+from app.services.key_format import looks_like_key
+from app.services.verifier import Outcome, verify
+
+bp = Blueprint("llm", __name__, url_prefix="/llm/v1")
+log = logging.getLogger(__name__)
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb: the estimate of a prompt's tokens before the call
+
+# What a refused key gets: status, OpenAI error type, code.
+REFUSALS = {
+    Outcome.NOT_FOUND: (401, "invalid_request_error", "invalid_api_key"),
+    Outcome.REVOKED: (401, "invalid_request_error", "invalid_api_key"),
+    Outcome.SUSPENDED: (401, "invalid_request_error", "invalid_api_key"),
+    Outcome.EXPIRED: (401, "invalid_request_error", "invalid_api_key"),
+    Outcome.FORBIDDEN: (403, "permission_error", "address_not_allowed"),
+    Outcome.INSUFFICIENT_SCOPES: (403, "permission_error", "model_not_allowed"),
+    Outcome.RATE_LIMITED: (429, "rate_limit_error", "rate_limit_exceeded"),
+    Outcome.QUOTA_EXCEEDED: (429, "insufficient_quota", "insufficient_quota"),
+    Outcome.BUDGET_EXCEEDED: (429, "insufficient_quota", "insufficient_quota"),
+}
+
+
+@bp.errorhandler(GatewayError)
+def _answer_error(error: GatewayError):
+    return error.response()
+
+
+@bp.errorhandler(Exception)
+def _answer_unexpected(error: Exception):
+    status = getattr(error, "code", None)
+    if isinstance(status, int) and 400 <= status < 500:  # werkzeug's (405, 413...)
+        return error_response(status, {"message": getattr(error, "description", str(error)),
+                                       "type": "invalid_request_error", "param": None, "code": None})
+    log.exception("gateway request failed")
+    return error_response(500, {"message": "The gateway failed; this was logged.", "type": "server_error",
+                                "param": None, "code": None})
+
+
+def catalog() -> providers.Catalog:
+    return state("latchkey_llm_catalog")
+
+
+# --- the caller ---------------------------------------------------------------------------------------
+
+def _secret() -> str:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    secret = request.headers.get("X-API-Key") or (value.strip() if scheme.lower() == "bearer" else "")
+    if not secret:
+        raise GatewayError(401, "Send a Latchkey API key: 'Authorization: Bearer <key>'.", "invalid_request_error",
+                           "invalid_api_key")
+    if not looks_like_key(secret, current_app.config["API_KEY_PREFIX"]):
+        _refused(Outcome.NOT_FOUND)
+    return secret
+
+
+def _refused(outcome: Outcome, retry_seconds: int | None = None):
+    status, kind, code = REFUSALS[outcome]
+    if status in (401, 403) and outcome is not Outcome.INSUFFICIENT_SCOPES:
+        try:
+            FailureLimit(client_ip()).count(ApiError(status, "", ""))
+        except ApiError as limited:
+            raise GatewayError(429, "Too many failed authentications from this address.", "rate_limit_error",
+                               "rate_limit_exceeded", limited.headers) from None
+    headers = {"Retry-After": str(retry_seconds)} if retry_seconds else None
+    raise GatewayError(status, f"The key was refused: {outcome.value}.", kind, code, headers)
+
+
+def _admit(secret: str, scopes: list, estimate: int):
+    """Verify the key for `scopes` at the cost `estimate`, count it, and return (record, reservation)
+    (reservation None without a cost or while the counters' storage is down under the open policy)."""
+    now = utcnow()
+    try:
+        verdict = verify(secret, scopes, client_ip(), estimate, now)
+    except RedisError:
+        raise GatewayError(503, "Limits cannot be checked now; retry later.", "server_error", "limits_unavailable",
+                           {"Retry-After": "5"}) from None
+    record = verdict.record
+    if record is not None:
+        admitted = verdict.outcome is Outcome.VALID
+        usage.buffer().count(record.id, verdict.outcome.value, estimate if admitted else 0, now)
+        if admitted:
+            usage.buffer().key_used(record.id, now)
+    if verdict.outcome is not Outcome.VALID:
+        window = (verdict.rate_limit or {}).get("window") if verdict.outcome is Outcome.RATE_LIMITED else None
+        _refused(verdict.outcome, window)
+    if not estimate:
+        return record, None
+    try:
+        reservation = reservations.reservations().reserve(
+            record.id, estimate, allowances.budget_counter(record, now), now.replace(minute=0, second=0, microsecond=0),
+            proxy.caller(record))
+    except RedisError:
+        allowances.tolerate_storage_error("gateway reservation")
+        reservation = None
+    return record, reservation
+
+
+# --- the endpoints --------------------------------------------------------------------------------------
+
+def _body() -> dict:
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The body must be a JSON object.", "invalid_request_error")
+    return body
+
+
+def _model(body) -> providers.Model:
+    model = catalog().find(body.get("model"))
+    if model is None:
+        raise GatewayError(404, f"The model {body.get('model')!r} does not exist.", "invalid_request_error",
+                           "model_not_found")
+    return model
+
+
+def _whole(body, field, default):
+    value = body.get(field)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise GatewayError(400, f"{field} must be a whole number above 0.", "invalid_request_error")
+    return value
+
+
+def prompt_tokens(value) -> int:
+    """An estimate of the tokens in a prompt (messages or embedding input): characters / 4."""
+    return math.ceil(len(json.dumps(value, ensure_ascii=False)) / CHARS_PER_TOKEN)
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    """OpenAI's chat completions, streamed or not, on the provider that serves the model."""
+    secret, body = _secret(), _body()
+    model = _model(body)
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise GatewayError(400, "messages must be a non-empty array.", "invalid_request_error")
+    if not isinstance(body.get("stream_options", {}), dict | None):
+        raise GatewayError(400, "stream_options must be an object.", "invalid_request_error")
+    max_tokens = _whole(body, "max_completion_tokens", _whole(body, "max_tokens", model.max_tokens))
+    estimate_in = prompt_tokens(body["messages"])
+    record, reservation = _admit(secret, [model.scope], model.cost(estimate_in, max_tokens))
+    call = proxy.Call(model, record, reservation, estimate_in)
+    if body.get("stream") is True:
+        return call.stream("chat/completions", body)
+    return call.once("chat/completions", body)
+
+
+@bp.post("/embeddings")
+def embeddings():
+    """OpenAI's embeddings on the provider that serves the model."""
+    secret, body = _secret(), _body()
+    model = _model(body)
+    if not isinstance(body.get("input"), str | list) or not body["input"]:
+        raise GatewayError(400, "input must be a string or a non-empty array.", "invalid_request_error")
+    estimate_in = prompt_tokens(body["input"])
+    record, reservation = _admit(secret, [model.scope], model.cost(estimate_in, 0))
+    return proxy.Call(model, record, reservation, estimate_in).once("embeddings", body)
+
+
+@bp.get("/models")
+def models():
+    """The models the calling key may use (its scopes), as OpenAI lists models."""
+    record, _ = _admit(_secret(), [], 0)  # its rate limit and quota apply, as to every request
+    allowed = [model for model in catalog().listed()
+               if scope_rules.key_allows(record.scopes, record.owner_is_admin, model.scope)]
+    return {"object": "list", "data": [{"id": model.id, "object": "model", "created": 0,
+                                        "owned_by": model.provider.name} for model in allowed]}
+
+
+def init_app(app):
+    """Load the providers (LLM_PROVIDERS_FILE; a bad file stops the start) and route /llm/v1."""
+    app.extensions["latchkey_llm_catalog"] = providers.load(app.config["LLM_PROVIDERS_FILE"])
+    app.register_blueprint(bp)
+    for view in (chat_completions, embeddings, models):
+        limits_itself(app, f"{bp.name}.{view.__name__}")

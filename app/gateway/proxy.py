@@ -1,0 +1,197 @@
+"""Calling a provider for the gateway, and settling what the call cost.
+
+- One httpx client per provider and process, with the provider's timeout (connect, read, write).
+- The upstream credential comes from the provider's environment variable, in the Authorization
+  header of the upstream request only: never logged, never in an answer.
+- A call settles its reservation with the cost of the tokens the provider reports (`usage`); a
+  stream asks for it (`stream_options.include_usage`). When a provider reports none, the cost is
+  approximated (the prompt's estimate, and one token per streamed content chunk, which is what
+  OpenAI-compatible servers send) and the log says so: no tokenizer is bundled.
+- A provider's error (4xx, 5xx) is passed on with its status as an OpenAI error body, and the
+  reservation released: nothing was produced. A provider that cannot be reached is a 502, released
+  too. One that timed out while answering is a 504, and its reservation is settled at the estimate:
+  it may have done (and billed) the work.
+- Streams are passed on chunk by chunk as they arrive. When the client goes away, the WSGI server
+  closes the response: the upstream request is closed with it (the provider stops generating), and
+  what was streamed so far is settled.
+"""
+import json
+import logging
+import os
+import threading
+
+import httpx
+from flask import Response, stream_with_context
+from redis.exceptions import RedisError
+
+from app.gateway.errors import GatewayError, error_response
+from app.services import reservations
+
+log = logging.getLogger(__name__)
+_clients: dict = {}
+_lock = threading.Lock()
+
+
+def client_for(provider) -> httpx.Client:
+    """This process's client for `provider` (a forked worker makes its own)."""
+    key = (os.getpid(), provider)  # frozen: its settings are part of the key
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = httpx.Client(timeout=httpx.Timeout(provider.timeout))
+        return client
+
+
+def caller(record) -> str:
+    """Whose the gateway's reservations are: the gateway's, per key."""
+    return f"gateway:{record.id}"
+
+
+def settle(record, reservation, cost: int | None):
+    """Settle a call's reservation at `cost`, or release it (None); a storage error leaves it to
+    expire at its estimate (logged)."""
+    if reservation is None:
+        return
+    try:
+        settlement, fields = reservations.reservations().finish(reservation.id, caller(record), cost)
+    except RedisError:
+        log.warning("gateway: reservation of key %d not settled (storage unreachable); it stays charged at its "
+                    "estimate", record.id)
+        return
+    if fields is not None:
+        reservations.count_difference(fields, settlement)
+
+
+class Call:
+    """One gateway call of `model` for the key `record`, holding `reservation` (or None)."""
+
+    def __init__(self, model, record, reservation, estimate_in: int):
+        self.model, self.record, self.reservation, self.estimate_in = model, record, reservation, estimate_in
+
+    def _request(self, path: str, body: dict, stream: bool) -> httpx.Request:
+        provider = self.model.provider
+        payload = {**body, "model": self.model.upstream}
+        if stream:
+            payload["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+        api_key = provider.api_key()
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return client_for(provider).build_request("POST", f"{provider.base_url}/{path}", json=payload, headers=headers)
+
+    def _send(self, request: httpx.Request, stream: bool) -> httpx.Response:
+        try:
+            return client_for(self.model.provider).send(request, stream=stream)
+        except httpx.TimeoutException:
+            self._settle(self.reservation.estimate if self.reservation else None, "timed out")
+            raise GatewayError(504, f"The provider {self.model.provider.name} did not answer in time.", "timeout",
+                               "upstream_timeout") from None
+        except httpx.HTTPError as error:
+            self._settle(None, "unreachable")
+            raise GatewayError(502, f"The provider {self.model.provider.name} cannot be reached "
+                               f"({type(error).__name__}).", "server_error", "upstream_unreachable") from None
+
+    def _settle(self, cost: int | None, why: str | None = None):
+        if why:
+            log.info("gateway: %s call of key %d %s", self.model.id, self.record.id, why)
+        settle(self.record, self.reservation, cost)
+
+    def _refused_upstream(self, response: httpx.Response, content: bytes) -> Response:
+        """The provider's error, passed on (an OpenAI error body), the reservation released."""
+        self._settle(None)
+        try:
+            error = json.loads(content)["error"]
+            if not isinstance(error, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            error = {"message": f"The provider answered {response.status_code}.", "type": "server_error",
+                     "param": None, "code": None}
+        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
+        return error_response(response.status_code, error, headers)
+
+    def _cost(self, usage) -> tuple[int, bool]:
+        """(cost, reported) of a provider's `usage`, or of the estimate of the prompt when it has none."""
+        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+            return self.model.cost(usage["prompt_tokens"], usage.get("completion_tokens") or 0), True
+        return self.model.cost(self.estimate_in, 0), False
+
+    def once(self, path: str, body: dict) -> Response:
+        """A call answered in one piece (chat without `stream`, embeddings)."""
+        response = self._send(self._request(path, body, stream=False), stream=False)
+        if response.status_code != 200:
+            return self._refused_upstream(response, response.content)
+        try:
+            answer = response.json()
+        except ValueError:
+            self._settle(self.reservation.estimate if self.reservation else None, "answered no JSON")
+            raise GatewayError(502, "The provider's answer was not JSON.", "server_error", "upstream_invalid") from None
+        cost, reported = self._cost(answer.get("usage") if isinstance(answer, dict) else None)
+        self._settle(cost, None if reported else "reported no usage: settled at the prompt's estimate")
+        if isinstance(answer, dict) and "model" in answer:
+            answer["model"] = self.model.id
+        return Response(json.dumps(answer), 200, mimetype="application/json")
+
+    def stream(self, path: str, body: dict) -> Response:
+        """A streamed chat completion, passed on as it arrives."""
+        response = self._send(self._request(path, body, stream=True), stream=True)
+        if response.status_code != 200:
+            content = response.read()
+            response.close()
+            return self._refused_upstream(response, content)
+        return Response(stream_with_context(self._relay(response)), 200, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _relay(self, response: httpx.Response):
+        events = _Events()
+        ended = "ended"
+        try:
+            for chunk in response.iter_raw():
+                events.feed(chunk)
+                yield chunk
+        except httpx.HTTPError as error:  # the provider went away mid-stream: say so in the stream
+            ended = f"broke off ({type(error).__name__})"
+            message = json.dumps({"error": {"message": "The provider broke off the stream.", "type": "server_error",
+                                            "param": None, "code": "upstream_broke_off"}})
+            yield f"data: {message}\n\n".encode()
+        except GeneratorExit:  # the client went away: the upstream request is closed below
+            ended = "was left by the client"
+            raise
+        finally:
+            response.close()
+            if events.usage is not None:
+                cost, _ = self._cost(events.usage)
+                self._settle(cost, None if ended == "ended" else ended)
+            else:
+                cost = self.model.cost(self.estimate_in, events.content_chunks)
+                self._settle(cost, f"{ended}; no usage reported: settled at the prompt's estimate and "
+                                   f"{events.content_chunks} streamed chunks")
+
+
+class _Events:
+    """What a relayed stream told: the usage chunk, and how many chunks carried content."""
+
+    def __init__(self):
+        self._buffer = b""
+        self.usage = None
+        self.content_chunks = 0
+
+    def feed(self, chunk: bytes):
+        self._buffer += chunk
+        *events, self._buffer = self._buffer.replace(b"\r\n", b"\n").split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+                    self._read(line[5:])
+
+    def _read(self, data: bytes):
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        if isinstance(event.get("usage"), dict):
+            self.usage = event["usage"]
+        for choice in event.get("choices") or ():
+            if isinstance(choice, dict) and (choice.get("delta") or {}).get("content"):
+                self.content_chunks += 1
