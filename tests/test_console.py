@@ -8,10 +8,12 @@ Fixtures are in tests/console_helpers.py (shared with the admin, account and aud
 import json
 import re
 import time
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from playwright.sync_api import expect
+from sqlalchemy import create_engine, text
 
 from tests.console_helpers import (  # its fixtures are a plugin (tests/conftest.py)
     JSONAPI,
@@ -257,8 +259,33 @@ def test_usage_appears_in_the_chart_after_verifications(watched, console_server,
     page.get_by_label("Group by").select_option("hour")
     expect(page.locator("[data-usage-table] th").first).to_have_text("Hour")
     page.get_by_text("Show the numbers as a table").click()
+    expect(page.locator("[data-model-table]")).to_have_count(0)  # no LLM gateway calls yet
+
+    gateway_calls(console_env, key_id, "local/tiny", calls=2, cost=13, tokens=(3, 10))
+    page.locator("[data-action=refresh-usage]").click()
+    row = page.locator("[data-model-table] tr[data-model='local/tiny']")
+    expect(row.locator("td[data-column=requests]")).to_have_text("2", timeout=10_000)
+    expect(row.locator("td[data-column=input-tokens]")).to_have_text("3")
+    expect(row.locator("td[data-column=output-tokens]")).to_have_text("10")
+    expect(row.locator("td[data-column=cost]")).to_have_text("13")
     screenshot(page, "console-usage", selector="[data-view=key-detail] section[aria-labelledby=usage-heading]")
     check_page_is_clean(page)
+
+
+def gateway_calls(env, key_id, model, calls, cost, tokens):
+    """Usage of the LLM gateway's calls as its flush writes it (tests/test_gateway.py drives the gateway
+    itself): a counter row of this hour for `model`."""
+    engine = create_engine(env["DATABASE_URL"])
+    try:
+        with engine.begin() as connection:
+            hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+            connection.execute(text(
+                "INSERT INTO key_usage (key_id, hour, outcome, model, count, cost, input_tokens, output_tokens) "
+                "VALUES (:key, :hour, 'VALID', :model, :calls, :cost, :input, :output)"),
+                {"key": int(key_id), "hour": hour, "model": model, "calls": calls, "cost": cost, "input": tokens[0],
+                 "output": tokens[1]})
+    finally:
+        engine.dispose()
 
 
 def test_sign_out_everywhere_ends_every_session(watched, console_server):

@@ -16,7 +16,14 @@ import pytest
 import requests
 
 from tests.helpers import Seeder
-from tests.servers import fresh_database, gunicorn_master, redis_url_or_none, run_migrations, service_env
+from tests.servers import (
+    fresh_database,
+    gunicorn_master,
+    redis_url_or_none,
+    run_migrations,
+    service_env,
+    wait_until,
+)
 from tests.upstream import Upstream
 
 UPSTREAM_KEY = "upstream-credential-do-not-log-7f3a9c"
@@ -248,3 +255,24 @@ def test_bad_requests_are_400_openai_errors_and_reach_no_upstream(gateway, body,
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
     assert message is None or response.json()["error"]["message"] == message
     assert len(gateway.upstream.requests) == before
+
+
+def test_usage_shows_tokens_and_cost_per_model(gateway):
+    owner_id, token = gateway.seeder.user("gateway-usage@example.com")
+    secret = gateway.seeder.key(owner_id, scopes=["llm:*"], budget_limit=5000, budget_period="month")
+    sdk = gateway.sdk(secret)
+    sdk.chat.completions.create(model="local/tiny", messages=HELLO)  # 2 in, 3 out
+    list(sdk.chat.completions.create(model="small", messages=[{"role": "user", "content": "words:7"}], stream=True))
+    sdk.embeddings.create(model="local/embed", input="one two three")  # 3 in
+    key_id = gateway.seeder.key_id(secret)
+    session = {"Authorization": f"Bearer {token}"}
+
+    def by_model():
+        summary = requests.get(f"{gateway.base}/v1/usage", headers=session, timeout=10).json()
+        return summary["data"]["attributes"]["by-model"]
+
+    expected = {"local/embed": {"requests": 1, "cost": 3, "input-tokens": 3, "output-tokens": 0},
+                "local/tiny": {"requests": 2, "cost": 5 + 8, "input-tokens": 2 + 1, "output-tokens": 3 + 7}}
+    wait_until(lambda: by_model() == expected, 10, "every worker's usage written")
+    series = requests.get(f"{gateway.base}/v1/api-keys/{key_id}/usage", headers=session, timeout=10).json()
+    assert series["data"]["attributes"]["series"][-1]["models"] == expected

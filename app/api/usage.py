@@ -1,4 +1,5 @@
-"""Usage analytics: a key's time series by outcome, and a summary of all the caller's keys.
+"""Usage analytics: a key's time series by outcome, and a summary of all the caller's keys; both
+break the LLM gateway's calls down by model (requests, cost, input and output tokens).
 
 Counters are buffered per worker and written every USAGE_FLUSH_SECONDS; this worker's buffer is
 flushed before reading, other workers' counts arrive within that interval.
@@ -88,22 +89,37 @@ def key_usage(key_id):
     start, end, granularity = _window(timedelta(days=1))
     usage.buffer().flush()
     rows = db.session.execute(
-        select(KeyUsage.hour, KeyUsage.outcome, KeyUsage.count, KeyUsage.cost)
+        select(KeyUsage.hour, KeyUsage.outcome, KeyUsage.model, KeyUsage.count, KeyUsage.cost,
+               KeyUsage.input_tokens, KeyUsage.output_tokens)
         .where(KeyUsage.key_id == key.id, KeyUsage.hour >= start.replace(minute=0, second=0, microsecond=0),
                KeyUsage.hour < end).order_by(KeyUsage.hour))
-    series = defaultdict(lambda: {"outcomes": defaultdict(int), "cost": 0})
+    series = defaultdict(lambda: {"outcomes": defaultdict(int), "cost": 0, "models": defaultdict(_model_totals)})
     totals = defaultdict(int)
-    for hour, outcome, count, cost in rows:
+    for hour, outcome, model, count, cost, input_tokens, output_tokens in rows:
         point = series[_bucket(hour, granularity)]
         point["outcomes"][outcome] += count
         point["cost"] += cost
         totals[outcome] += count
+        if model:
+            _add_model(point["models"][model], count, cost, input_tokens, output_tokens)
     points = [{"time": time.isoformat(), "total": sum(p["outcomes"].values()), "cost": p["cost"],
-               "outcomes": dict(p["outcomes"])} for time, p in sorted(series.items())]
+               "outcomes": dict(p["outcomes"]), "models": dict(p["models"])} for time, p in sorted(series.items())]
     # Plural as every type, though one per key (per caller below): clients singularize a type to find its model.
     return respond({"data": {"type": "api-key-usages", "id": str(key.id), "attributes": {
         "from": start.isoformat(), "to": end.isoformat(), "granularity": granularity,
         "totals": dict(totals), "series": points}}})
+
+
+def _model_totals():
+    return {"requests": 0, "cost": 0, "input-tokens": 0, "output-tokens": 0}
+
+
+def _add_model(totals, count, cost, input_tokens, output_tokens):
+    """Add a counter row of an LLM model (the gateway's) to its totals."""
+    totals["requests"] += int(count)
+    totals["cost"] += int(cost)
+    totals["input-tokens"] += int(input_tokens)
+    totals["output-tokens"] += int(output_tokens)
 
 
 @bp.get("/usage")
@@ -122,10 +138,16 @@ def usage_summary():
         select(KeyUsage.key_id, ApiKey.name, func.sum(KeyUsage.count).label("n"))
         .join(ApiKey, ApiKey.id == KeyUsage.key_id).where(*in_window)
         .group_by(KeyUsage.key_id, ApiKey.name).order_by(func.sum(KeyUsage.count).desc()).limit(5)).all()
+    by_model: defaultdict = defaultdict(_model_totals)
+    for model, count, cost, input_tokens, output_tokens in db.session.execute(
+            select(KeyUsage.model, func.sum(KeyUsage.count), func.sum(KeyUsage.cost), func.sum(KeyUsage.input_tokens),
+                   func.sum(KeyUsage.output_tokens)).where(*in_window, KeyUsage.model != "").group_by(KeyUsage.model)):
+        _add_model(by_model[model], count, cost, input_tokens, output_tokens)
     by_outcome = {outcome: int(count) for outcome, count in by_outcome.items()}
     return respond({"data": {"type": "usage-summaries", "id": str(actor.user_id), "attributes": {
         "from": start.isoformat(), "to": end.isoformat(),
         "total": sum(by_outcome.values()), "cost": int(cost),
         "errors": sum(n for outcome, n in by_outcome.items() if outcome not in FAILURES_EXCLUDED),
         "rate-limited": by_outcome.get("RATE_LIMITED", 0), "by-outcome": by_outcome,
-        "busiest-keys": [{"id": str(key_id), "name": name, "total": int(n)} for key_id, name, n in busiest]}}})
+        "busiest-keys": [{"id": str(key_id), "name": name, "total": int(n)} for key_id, name, n in busiest],
+        "by-model": dict(sorted(by_model.items()))}}})

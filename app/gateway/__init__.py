@@ -93,9 +93,11 @@ def _refused(outcome: Outcome, retry_seconds: int | None = None):
     raise GatewayError(status, f"The key was refused: {outcome.value}.", kind, code, headers)
 
 
-def _admit(secret: str, scopes: list, estimate: int):
-    """Verify the key for `scopes` at the cost `estimate`, count it, and return (record, reservation)
-    (reservation None without a cost or while the counters' storage is down under the open policy)."""
+def _admit(secret: str, model: providers.Model | None, estimate: int):
+    """Verify the key for `model`'s scope (None: no scope) at the cost `estimate`, count it under
+    the model, and return (record, reservation) (reservation None without a cost, or while the
+    counters' storage is down under the open policy)."""
+    scopes, model_id = ([model.scope], model.id) if model is not None else ([], "")
     now = utcnow()
     try:
         verdict = verify(secret, scopes, client_ip(), estimate, now)
@@ -105,7 +107,7 @@ def _admit(secret: str, scopes: list, estimate: int):
     record = verdict.record
     if record is not None:
         admitted = verdict.outcome is Outcome.VALID
-        usage.buffer().count(record.id, verdict.outcome.value, estimate if admitted else 0, now)
+        usage.buffer().count(record.id, verdict.outcome.value, estimate if admitted else 0, now, model_id)
         if admitted:
             usage.buffer().key_used(record.id, now)
     if verdict.outcome is not Outcome.VALID:
@@ -116,7 +118,7 @@ def _admit(secret: str, scopes: list, estimate: int):
     try:
         reservation = reservations.reservations().reserve(
             record.id, estimate, allowances.budget_counter(record, now), now.replace(minute=0, second=0, microsecond=0),
-            proxy.caller(record))
+            proxy.caller(record), model_id)
     except RedisError:
         allowances.tolerate_storage_error("gateway reservation")
         reservation = None
@@ -168,7 +170,7 @@ def chat_completions():
         raise GatewayError(400, "stream_options must be an object.", "invalid_request_error")
     max_tokens = _whole(body, "max_completion_tokens", _whole(body, "max_tokens", model.max_tokens))
     estimate_in = prompt_tokens(body["messages"])
-    record, reservation = _admit(secret, [model.scope], model.cost(estimate_in, max_tokens))
+    record, reservation = _admit(secret, model, model.cost(estimate_in, max_tokens))
     call = proxy.Call(model, record, reservation, estimate_in)
     if body.get("stream") is True:
         return call.stream("chat/completions", body)
@@ -183,14 +185,14 @@ def embeddings():
     if not isinstance(body.get("input"), str | list) or not body["input"]:
         raise GatewayError(400, "input must be a string or a non-empty array.", "invalid_request_error")
     estimate_in = prompt_tokens(body["input"])
-    record, reservation = _admit(secret, [model.scope], model.cost(estimate_in, 0))
+    record, reservation = _admit(secret, model, model.cost(estimate_in, 0))
     return proxy.Call(model, record, reservation, estimate_in).once("embeddings", body)
 
 
 @bp.get("/models")
 def models():
     """The models the calling key may use (its scopes), as OpenAI lists models."""
-    record, _ = _admit(_secret(), [], 0)  # its rate limit and quota apply, as to every request
+    record, _ = _admit(_secret(), None, 0)  # its rate limit and quota apply, as to every request
     allowed = [model for model in catalog().listed()
                if scope_rules.key_allows(record.scopes, record.owner_is_admin, model.scope)]
     return {"object": "list", "data": [{"id": model.id, "object": "model", "created": 0,

@@ -25,7 +25,8 @@ from flask import Response, stream_with_context
 from redis.exceptions import RedisError
 
 from app.gateway.errors import GatewayError, error_response
-from app.services import reservations
+from app.models.types import utcnow
+from app.services import reservations, usage
 
 log = logging.getLogger(__name__)
 _clients: dict = {}
@@ -47,10 +48,13 @@ def caller(record) -> str:
     return f"gateway:{record.id}"
 
 
-def settle(record, reservation, cost: int | None):
-    """Settle a call's reservation at `cost`, or release it (None); a storage error leaves it to
-    expire at its estimate (logged)."""
-    if reservation is None:
+def settle(record, reservation, cost: int | None, model_id: str, tokens=(0, 0)):
+    """Settle a call's reservation at `cost`, or release it (None), and count its (input, output)
+    `tokens` under `model_id`; a storage error leaves it to expire at its estimate (logged)."""
+    if reservation is None:  # nothing reserved (no cost, or the storage was down): the tokens still count
+        if any(tokens):
+            usage.buffer().add_cost(record.id, "VALID", 0, utcnow().replace(minute=0, second=0, microsecond=0),
+                                    model_id, tokens)
         return
     try:
         settlement, fields = reservations.reservations().finish(reservation.id, caller(record), cost)
@@ -59,7 +63,7 @@ def settle(record, reservation, cost: int | None):
                     "estimate", record.id)
         return
     if fields is not None:
-        reservations.count_difference(fields, settlement)
+        reservations.count_difference(fields, settlement, tokens)
 
 
 class Call:
@@ -91,10 +95,10 @@ class Call:
             raise GatewayError(502, f"The provider {self.model.provider.name} cannot be reached "
                                f"({type(error).__name__}).", "server_error", "upstream_unreachable") from None
 
-    def _settle(self, cost: int | None, why: str | None = None):
+    def _settle(self, cost: int | None, why: str | None = None, tokens=(0, 0)):
         if why:
             log.info("gateway: %s call of key %d %s", self.model.id, self.record.id, why)
-        settle(self.record, self.reservation, cost)
+        settle(self.record, self.reservation, cost, self.model.id, tokens)
 
     def _refused_upstream(self, response: httpx.Response, content: bytes) -> Response:
         """The provider's error, passed on (an OpenAI error body), the reservation released."""
@@ -109,11 +113,13 @@ class Call:
         headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
         return error_response(response.status_code, error, headers)
 
-    def _cost(self, usage) -> tuple[int, bool]:
-        """(cost, reported) of a provider's `usage`, or of the estimate of the prompt when it has none."""
-        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-            return self.model.cost(usage["prompt_tokens"], usage.get("completion_tokens") or 0), True
-        return self.model.cost(self.estimate_in, 0), False
+    def _tokens(self, reported_usage, streamed: int = 0) -> tuple[tuple[int, int], bool]:
+        """((input, output) tokens, reported) of a provider's `usage`; without one, the prompt's
+        estimate and one token per `streamed` content chunk."""
+        if isinstance(reported_usage, dict) and isinstance(reported_usage.get("prompt_tokens"), int):
+            output = reported_usage.get("completion_tokens")
+            return (reported_usage["prompt_tokens"], output if isinstance(output, int) else 0), True
+        return (self.estimate_in, streamed), False
 
     def once(self, path: str, body: dict) -> Response:
         """A call answered in one piece (chat without `stream`, embeddings)."""
@@ -125,8 +131,9 @@ class Call:
         except ValueError:
             self._settle(self.reservation.estimate if self.reservation else None, "answered no JSON")
             raise GatewayError(502, "The provider's answer was not JSON.", "server_error", "upstream_invalid") from None
-        cost, reported = self._cost(answer.get("usage") if isinstance(answer, dict) else None)
-        self._settle(cost, None if reported else "reported no usage: settled at the prompt's estimate")
+        tokens, reported = self._tokens(answer.get("usage") if isinstance(answer, dict) else None)
+        self._settle(self.model.cost(*tokens), None if reported else "reported no usage: settled at the prompt's "
+                     "estimate", tokens)
         if isinstance(answer, dict) and "model" in answer:
             answer["model"] = self.model.id
         return Response(json.dumps(answer), 200, mimetype="application/json")
@@ -158,13 +165,11 @@ class Call:
             raise
         finally:
             response.close()
-            if events.usage is not None:
-                cost, _ = self._cost(events.usage)
-                self._settle(cost, None if ended == "ended" else ended)
-            else:
-                cost = self.model.cost(self.estimate_in, events.content_chunks)
-                self._settle(cost, f"{ended}; no usage reported: settled at the prompt's estimate and "
-                                   f"{events.content_chunks} streamed chunks")
+            tokens, reported = self._tokens(events.usage, events.content_chunks)
+            why = None if ended == "ended" else ended
+            if not reported:
+                why = f"{ended}; no usage reported: settled at the prompt's estimate and {tokens[1]} streamed chunks"
+            self._settle(self.model.cost(*tokens), why, tokens)
 
 
 class _Events:

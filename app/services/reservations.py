@@ -41,16 +41,17 @@ redis.call('hset', KEYS[1], unpack(ARGV, 2))
 redis.call('expire', KEYS[1], ARGV[1])
 """
 # KEYS[1]: the reservation. ARGV: the action (settled / released), the final cost, now (epoch s),
-# the caller. Returns {state, final cost, estimate, 1 when this call settled it, key id, hour}.
+# the caller. Returns {state, final cost, estimate, 1 when this call settled it, key id, hour, model}.
 _SETTLE = """
-local r = redis.call('hmget', KEYS[1], 'caller', 'estimate', 'state', 'cost', 'expires', 'counter', 'key', 'hour')
+local r = redis.call('hmget', KEYS[1], 'caller', 'estimate', 'state', 'cost', 'expires', 'counter', 'key', 'hour',
+                     'model')
 if not r[1] or r[1] ~= ARGV[4] then return {'missing', '0', '0', 0} end
 if r[3] ~= 'open' then return {r[3], r[4], r[2], 0} end
 if tonumber(r[5]) <= tonumber(ARGV[3]) then return {'expired', r[2], r[2], 0} end
 local delta = tonumber(ARGV[2]) - tonumber(r[2])
 if r[6] ~= '' and delta ~= 0 and redis.call('exists', r[6]) == 1 then redis.call('incrby', r[6], delta) end
 redis.call('hset', KEYS[1], 'state', ARGV[1], 'cost', ARGV[2])
-return {ARGV[1], ARGV[2], r[2], 1, r[7], r[8]}
+return {ARGV[1], ARGV[2], r[2], 1, r[7], r[8], r[9]}
 """
 
 
@@ -91,12 +92,15 @@ class Reservations:
     def _name(self, reservation_id: str) -> str:
         return f"{self._counters.namespace}latchkey:reservation:{reservation_id}"
 
-    def reserve(self, key_id: int, estimate: int, counter: str | None, hour, caller: str) -> Reservation:
+    def reserve(self, key_id: int, estimate: int, counter: str | None, hour, caller: str,
+                model: str = "") -> Reservation:
         """Record a reservation of `estimate` (already admitted on the budget counter `counter`,
-        None without a budget) for `caller`. Raises RedisError when Redis cannot be reached."""
+        None without a budget) for `caller`, counted in usage under `model` ("": not an LLM call).
+        Raises RedisError when Redis cannot be reached."""
         reservation = Reservation(f"rsv_{secrets.token_urlsafe(18)}", key_id, estimate, time.time() + self.ttl)
         fields = {"caller": caller, "key": key_id, "estimate": estimate, "state": "open", "cost": estimate,
-                  "expires": f"{reservation.expires_at:.3f}", "counter": counter or "", "hour": hour.isoformat()}
+                  "expires": f"{reservation.expires_at:.3f}", "counter": counter or "", "hour": hour.isoformat(),
+                  "model": model}
         if self._redis is not None:
             self._reserve(keys=[self._name(reservation.id)],
                           args=[int(self.ttl) + KEPT_AFTER_EXPIRY, *(v for item in fields.items() for v in item)])
@@ -117,7 +121,7 @@ class Reservations:
             settlement = Settlement(found, int(reply[1]), int(reply[2]), bool(reply[3]))
             if not settlement.applied:
                 return settlement, None
-            return settlement, {"key": int(reply[4]), "hour": _text(reply[5])}
+            return settlement, {"key": int(reply[4]), "hour": _text(reply[5]), "model": _text(reply[6])}
         with self._lock:
             fields = self._memory.get(reservation_id)
             if fields is None or fields["caller"] != caller:
@@ -156,8 +160,10 @@ def reservations() -> Reservations:
     return state("latchkey_reservations")
 
 
-def count_difference(fields: dict, settlement: Settlement):
-    """Usage: the settled cost replaces the estimate counted at verification, in its hour."""
+def count_difference(fields: dict, settlement: Settlement, tokens=(0, 0)):
+    """Usage: the settled cost replaces the estimate counted at verification, in its hour, with the
+    (input, output) `tokens` of an LLM call."""
     difference = settlement.cost - settlement.estimate
-    if difference:
-        usage.buffer().add_cost(int(fields["key"]), "VALID", difference, datetime.fromisoformat(fields["hour"]))
+    if difference or any(tokens):
+        usage.buffer().add_cost(int(fields["key"]), "VALID", difference, datetime.fromisoformat(fields["hour"]),
+                                fields["model"], tokens)

@@ -45,10 +45,11 @@ log = logging.getLogger(__name__)
 IN_CHUNK = 900  # key ids per IN (...): under SQLite's and PostgreSQL's bound-parameter limits
 CLOSE_TIMEOUT = 20.0  # seconds an exit waits for a write in flight (gunicorn's graceful timeout is 30 s)
 CLOSE_ATTEMPTS = 3  # final flushes tried at exit before what is left is logged as lost
+ADDED = ("count", "cost", "input_tokens", "output_tokens")  # what a counter row's upsert adds to
 
 
 def _zero():
-    return [0, 0]
+    return [0, 0, 0, 0]
 
 
 class UsageBuffer:
@@ -59,7 +60,8 @@ class UsageBuffer:
         # The hot path's lock: held for a dict update, never for I/O.
         self._lock = threading.Lock()
         self._last_used = {}
-        self._counters: defaultdict[tuple, list] = defaultdict(_zero)  # (key_id, hour, outcome) -> [count, cost]
+        # (key_id, hour, outcome, model) -> [count, cost, input tokens, output tokens]; model "": not an LLM call
+        self._counters: defaultdict[tuple, list] = defaultdict(_zero)
         # One flush at a time per worker; it owns what a failed flush kept (_pending_*).
         self._flush_lock = threading.Lock()
         self._pending_last_used = {}
@@ -80,20 +82,24 @@ class UsageBuffer:
                 self._last_used[key_id] = at
         self._ensure_thread()
 
-    def count(self, key_id: int, outcome: str, cost: int = 0, at=None):
-        """Count one request or verification of key `key_id` with its outcome and cost, at `at` (now)."""
+    def count(self, key_id: int, outcome: str, cost: int = 0, at=None, model: str = ""):
+        """Count one request or verification of key `key_id` with its outcome and cost, at `at` (now);
+        a gateway call also names its model."""
         hour = (at or utcnow()).replace(minute=0, second=0, microsecond=0)
         with self._lock:
-            totals = self._counters[(key_id, hour, outcome)]
+            totals = self._counters[(key_id, hour, outcome, model)]
             totals[0] += 1
             totals[1] += cost
         self._ensure_thread()
 
-    def add_cost(self, key_id: int, outcome: str, cost: int, hour):
-        """Add `cost` (negative: take off) to the counter row of `hour` without counting a request:
-        a reservation's settlement (reservations.py)."""
+    def add_cost(self, key_id: int, outcome: str, cost: int, hour, model: str = "", tokens=(0, 0)):
+        """Add `cost` (negative: take off) and (input, output) `tokens` to the counter row of `hour`
+        without counting a request: a reservation's settlement (reservations.py)."""
         with self._lock:
-            self._counters[(key_id, hour, outcome)][1] += cost
+            totals = self._counters[(key_id, hour, outcome, model)]
+            totals[1] += cost
+            totals[2] += tokens[0]
+            totals[3] += tokens[1]
         self._ensure_thread()
 
     # Writing.
@@ -136,13 +142,13 @@ class UsageBuffer:
             self._pending_counters = counters
         else:
             pending = self._pending_counters
-            for row, (n, cost) in counters.items():
+            for row, added in counters.items():
                 totals = pending.get(row)
                 if totals is None:
-                    pending[row] = [n, cost]
+                    pending[row] = list(added)
                 else:
-                    totals[0] += n
-                    totals[1] += cost
+                    for index, value in enumerate(added):
+                        totals[index] += value
 
     def _write_pending(self) -> bool:
         last_used, counters = self._pending_last_used, self._pending_counters
@@ -161,7 +167,7 @@ class UsageBuffer:
             if isinstance(error, IntegrityError):
                 return self._write_each_key(last_used, counters)
         self._failures += 1
-        rows, requests = len(counters), sum(n for n, _ in counters.values())
+        rows, requests = len(counters), _requests(counters)
         message = ("usage flush failed (%s); %d counter rows (%d requests) and %d last-used times "
                    "kept for the next flush")
         arguments = (type(error).__name__, rows, requests, len(last_used))
@@ -189,15 +195,14 @@ class UsageBuffer:
                 update(table).where(table.c.id == bindparam("key_id"))
                 .where(table.c.last_used_at.is_(None) | (table.c.last_used_at < bindparam("at")))
                 .values(last_used_at=bindparam("at"), updated_at=table.c.updated_at), rows)  # not an edit
-        rows = [{"key_id": k, "hour": h, "outcome": o, "count": counters[(k, h, o)][0],
-                 "cost": counters[(k, h, o)][1]}
-                for (k, h, o) in sorted(counters) if k in alive]
+        rows = [{"key_id": row[0], "hour": row[1], "outcome": row[2], "model": row[3], "count": totals[0],
+                 "cost": totals[1], "input_tokens": totals[2], "output_tokens": totals[3]}
+                for row, totals in sorted(counters.items()) if row[0] in alive]
         if rows:
             insert = sqlite.insert(KeyUsage.__table__)
             db.session.execute(insert.on_conflict_do_update(
-                index_elements=["key_id", "hour", "outcome"],
-                set_={"count": KeyUsage.__table__.c.count + insert.excluded.count,
-                      "cost": KeyUsage.__table__.c.cost + insert.excluded.cost}), rows)
+                index_elements=["key_id", "hour", "outcome", "model"],
+                set_={name: KeyUsage.__table__.c[name] + insert.excluded[name] for name in ADDED}), rows)
         return len(wanted) - len(alive)
 
     def _write_each_key(self, last_used, counters) -> bool:
@@ -217,7 +222,7 @@ class UsageBuffer:
                     self._count_dropped(rows)
                     log.error("usage of key %d dropped: %d counter rows (%d requests) break a constraint; "
                               "%d counter rows (%d requests) dropped since this worker started", key_id,
-                              len(rows), sum(n for n, _ in rows.values()), self.dropped_rows, self.dropped_requests)
+                              len(rows), _requests(rows), self.dropped_rows, self.dropped_requests)
             db.session.commit()
             return True
         except Exception as exc:
@@ -232,12 +237,12 @@ class UsageBuffer:
         counters = self._pending_counters
         excess = len(counters) - self.max_pending
         if excess > 0:
-            oldest = heapq.nsmallest(excess, counters, key=lambda row: (row[1], row[0], row[2]))
+            oldest = heapq.nsmallest(excess, counters, key=lambda row: (row[1], row[0], row[2], row[3]))
             dropped = {row: counters.pop(row) for row in oldest}
             self._count_dropped(dropped)
             log.error("usage buffer full (%d counter rows kept through failed flushes): dropped %d counter rows "
                       "(%d requests) of the oldest hours; %d counter rows (%d requests) dropped since this "
-                      "worker started", self.max_pending, len(dropped), sum(n for n, _ in dropped.values()),
+                      "worker started", self.max_pending, len(dropped), _requests(dropped),
                       self.dropped_rows, self.dropped_requests)
         times = self._pending_last_used
         excess = len(times) - self.max_pending
@@ -248,7 +253,7 @@ class UsageBuffer:
 
     def _count_dropped(self, rows):
         self.dropped_rows += len(rows)
-        self.dropped_requests += sum(n for n, _ in rows.values())
+        self.dropped_requests += _requests(rows)
 
     # The thread, and exits.
 
@@ -292,7 +297,7 @@ class UsageBuffer:
                 return True
         rows = self._pending_counters
         log.error("usage lost at exit: %d counter rows (%d requests) and %d last-used times %s",
-                  len(rows), sum(n for n, _ in rows.values()), len(self._pending_last_used),
+                  len(rows), _requests(rows), len(self._pending_last_used),
                   "still being written by the flush thread" if thread is not None and thread.is_alive()
                   else "could not be written")
         return False
@@ -314,8 +319,8 @@ def init_app(app):
 # savepoints) empties them first.
 _BATCH_TABLES = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS latchkey_last_used (key_id int4, at timestamptz) ON COMMIT DELETE ROWS",
-    "CREATE TEMPORARY TABLE IF NOT EXISTS latchkey_counts "
-    "(key_id int4, hour timestamptz, outcome text, count int8, cost int8) ON COMMIT DELETE ROWS",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS latchkey_counts (key_id int4, hour timestamptz, outcome text, "
+    "model text, count int8, cost int8, input_tokens int8, output_tokens int8) ON COMMIT DELETE ROWS",
     "DELETE FROM latchkey_last_used",
     "DELETE FROM latchkey_counts",
 )
@@ -326,11 +331,12 @@ _UPDATE_LAST_USED = (  # stored as naive UTC (models.types.UTCDateTime); updated
     "UPDATE api_keys SET last_used_at = u.at AT TIME ZONE 'UTC' FROM latchkey_last_used u WHERE api_keys.id = u.key_id "
     "AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.at AT TIME ZONE 'UTC')")
 _ADD_COUNTS = (
-    "INSERT INTO key_usage (key_id, hour, outcome, count, cost) "
-    "SELECT c.key_id, c.hour AT TIME ZONE 'UTC', c.outcome, c.count, c.cost FROM latchkey_counts c "
-    "JOIN api_keys k ON k.id = c.key_id ORDER BY c.key_id, c.hour, c.outcome "
-    "ON CONFLICT (key_id, hour, outcome) DO UPDATE "
-    "SET count = key_usage.count + excluded.count, cost = key_usage.cost + excluded.cost")
+    "INSERT INTO key_usage (key_id, hour, outcome, model, count, cost, input_tokens, output_tokens) "
+    "SELECT c.key_id, c.hour AT TIME ZONE 'UTC', c.outcome, c.model, c.count, c.cost, c.input_tokens, "
+    "c.output_tokens FROM latchkey_counts c JOIN api_keys k ON k.id = c.key_id "
+    "ORDER BY c.key_id, c.hour, c.outcome, c.model ON CONFLICT (key_id, hour, outcome, model) DO UPDATE SET "
+    + ", ".join(f"{name} = key_usage.{name} + excluded.{name}" for name in ("count", "cost", "input_tokens",
+                                                                           "output_tokens")))
 
 
 def _write_postgres(last_used, counters) -> int:
@@ -347,15 +353,20 @@ def _write_postgres(last_used, counters) -> int:
             copy.set_types(["int4", "timestamptz"])
             for row in last_used.items():
                 copy.write_row(row)
-        columns = "key_id, hour, outcome, count, cost"
+        columns = "key_id, hour, outcome, model, count, cost, input_tokens, output_tokens"
         with cursor.copy(f"COPY latchkey_counts ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["int4", "timestamptz", "text", "int8", "int8"])
-            for (key_id, hour, outcome), (count, cost) in counters.items():
-                copy.write_row((key_id, hour, outcome, count, cost))
+            copy.set_types(["int4", "timestamptz", "text", "text", "int8", "int8", "int8", "int8"])
+            for row, totals in counters.items():
+                copy.write_row((*row, *totals))
     alive = len(connection.exec_driver_sql(_LOCK_KEYS).all())
     connection.exec_driver_sql(_UPDATE_LAST_USED)
     connection.exec_driver_sql(_ADD_COUNTS)
     return alive
+
+
+def _requests(counters) -> int:
+    """How many requests counter rows count."""
+    return sum(totals[0] for totals in counters.values())
 
 
 def buffer() -> UsageBuffer:

@@ -212,11 +212,19 @@ def _window_parameters():
                           "description": f"Use {new} (and never both)."} for new, old in usage.RENAMED.items()]
 
 
+def _by_model():
+    """The LLM gateway's calls by model: requests, cost, input and output tokens."""
+    totals = _object({name: {"type": "integer"} for name in ("requests", "cost", "input-tokens", "output-tokens")},
+                     ["requests", "cost", "input-tokens", "output-tokens"])
+    return {"type": "object", "additionalProperties": totals}
+
+
 @describes("v1.key_usage")
 def _key_usage(components, app):
     counts = {"type": "object", "additionalProperties": {"type": "integer"}}
     point = _object({"time": {"type": "string", "format": "date-time"}, "total": {"type": "integer"},
-                     "cost": {"type": "integer"}, "outcomes": counts}, ["time", "total", "cost", "outcomes"])
+                     "cost": {"type": "integer"}, "outcomes": counts, "models": _by_model()},
+                    ["time", "total", "cost", "outcomes", "models"])
     attributes = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
                   "granularity": {"enum": sorted(usage.MAX_RANGE)}, "totals": counts,
                   "series": {"type": "array", "items": point}}
@@ -232,7 +240,7 @@ def _usage_summary(components, app):
     attributes = {"from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
                   "total": count, "cost": count, "errors": count, "rate-limited": count,
                   "by-outcome": {"type": "object", "additionalProperties": count},
-                  "busiest-keys": {"type": "array", "items": busiest}}
+                  "busiest-keys": {"type": "array", "items": busiest}, "by-model": _by_model()}
     return {"security": components.security("usage:read"), "parameters": _window_parameters(),
             "responses": {"200": components.content(_data_document(_resource(attributes, list(attributes))),
                                                     "The caller's usage in the window.")}}

@@ -122,6 +122,27 @@ function table(all, order, granularity) {
         h("td", { class: "number", "data-column": "total" }, bucket.total), h("td", { class: "number", "data-column": "cost" }, bucket.cost)))))));
 }
 
+/** The LLM gateway's calls in the window, by model (requests, tokens, cost); null when there were none. */
+function modelTable(series) {
+  const byModel = new Map();
+  for (const point of series) {
+    for (const [model, totals] of Object.entries(point.models || {})) {
+      const sum = byModel.get(model) || { requests: 0, "input-tokens": 0, "output-tokens": 0, cost: 0 };
+      for (const name of Object.keys(sum)) sum[name] += totals[name] || 0;
+      byModel.set(model, sum);
+    }
+  }
+  if (!byModel.size) return null;
+  const columns = [["requests", "Requests"], ["input-tokens", "Input tokens"], ["output-tokens", "Output tokens"], ["cost", "Cost"]];
+  return h("div", { class: "table-wrap" }, h("table", { "data-model-table": "" },
+    h("caption", null, "LLM gateway calls by model"),
+    h("thead", null, h("tr", null, h("th", { scope: "col" }, "Model"),
+      columns.map(([, label]) => h("th", { scope: "col", class: "number" }, label)))),
+    h("tbody", null, [...byModel.keys()].sort().map((model) => h("tr", { "data-model": model },
+      h("th", { scope: "row" }, model),
+      columns.map(([name]) => h("td", { class: "number", "data-column": name }, byModel.get(model)[name])))))));
+}
+
 /** Draw the usage of `document`'s key (its attributes: from, to, granularity, totals, series). */
 function drawUsage(target, attributes) {
   const totals = attributes.totals || {};
@@ -138,6 +159,7 @@ function drawUsage(target, attributes) {
     drawChart(all, order, attributes.granularity, `Verifications per ${attributes.granularity}, by outcome. ${summary}`, width),
     sum ? legend(order, totals) : h("p", { class: "empty" }, summary),
     table(all, order, attributes.granularity),
+    modelTable(attributes.series),
   ].filter(Boolean));
 }
 
