@@ -45,6 +45,16 @@ name = "embed"
 input_price = 1000
 output_price = 0
 
+[[providers]]
+name = "misconfigured"
+base_url = "{url}"
+api_key_env = "WRONG_LLM_KEY"
+
+[[providers.models]]
+name = "tiny"
+input_price = 1000
+output_price = 1000
+
 [aliases]
 small = "local/tiny"
 """
@@ -58,7 +68,8 @@ def gateway(tmp_path_factory):
         providers = tmp / "providers.toml"
         providers.write_text(PROVIDERS.format(url=upstream.url))
         env = service_env(database_url, redis_url_or_none() or "memory://", LLM_PROVIDERS_FILE=str(providers),
-                          LOCAL_LLM_KEY=UPSTREAM_KEY, GUNICORN_CMD_ARGS="--worker-class gthread --threads 8",
+                          LOCAL_LLM_KEY=UPSTREAM_KEY, WRONG_LLM_KEY="not-the-upstream-credential",
+                          GUNICORN_CMD_ARGS="--worker-class gthread --threads 8",
                           GUNICORN_LOG=str(tmp / "gunicorn-{port}.log"))
         run_migrations(env)
         seeder = Seeder(env)
@@ -136,7 +147,8 @@ def test_embeddings_and_their_cost(gateway):
 def test_models_lists_what_the_key_may_use_and_the_scope_is_per_model(gateway):
     narrow = gateway.key(scopes=["llm:local:tiny"])
     assert [model.id for model in gateway.sdk(narrow).models.list()] == ["local/tiny"]
-    assert sorted(model.id for model in gateway.sdk(gateway.key()).models.list()) == ["local/embed", "local/tiny"]
+    assert sorted(model.id for model in gateway.sdk(gateway.key()).models.list()) == [
+        "local/embed", "local/tiny", "misconfigured/tiny"]
     with pytest.raises(openai.PermissionDeniedError) as refused:
         gateway.sdk(narrow).embeddings.create(model="local/embed", input="x")
     assert refused.value.body["code"] == "model_not_allowed"
@@ -276,3 +288,20 @@ def test_usage_shows_tokens_and_cost_per_model(gateway):
     wait_until(lambda: by_model() == expected, 10, "every worker's usage written")
     series = requests.get(f"{gateway.base}/v1/api-keys/{key_id}/usage", headers=session, timeout=10).json()
     assert series["data"]["attributes"]["series"][-1]["models"] == expected
+
+
+def test_a_provider_refusing_the_gateways_credential_is_a_502_that_quotes_nothing_of_it(gateway):
+    secret = gateway.key(budget_limit=5000, budget_period="month")  # its model's default max_tokens: 1024
+    with pytest.raises(openai.APIStatusError) as raised:
+        gateway.sdk(secret).chat.completions.create(model="misconfigured/tiny", messages=HELLO)
+    assert raised.value.status_code == 502 and raised.value.body["code"] == "upstream_credential_refused"
+    assert "not-the-upstream-credential" not in json.dumps(raised.value.body)
+    assert gateway.budget_used(secret) == 0
+    assert "not-the-upstream-credential" not in gateway.logs()
+
+
+def test_several_choices_reserve_their_output_several_times(gateway):
+    secret = gateway.key(budget_limit=100, budget_period="month")  # one answer's estimate fits, three do not
+    with pytest.raises(openai.RateLimitError):
+        gateway.sdk(secret).chat.completions.create(model="local/tiny", messages=HELLO, n=3)
+    assert gateway.sdk(secret).chat.completions.create(model="local/tiny", messages=HELLO, n=1).choices

@@ -169,8 +169,9 @@ def chat_completions():
     if not isinstance(body.get("stream_options", {}), dict | None):
         raise GatewayError(400, "stream_options must be an object.", "invalid_request_error")
     max_tokens = _whole(body, "max_completion_tokens", _whole(body, "max_tokens", model.max_tokens))
+    choices = _whole(body, "n", 1)  # n answers cost n times the output
     estimate_in = prompt_tokens(body["messages"])
-    record, reservation = _admit(secret, model, model.cost(estimate_in, max_tokens))
+    record, reservation = _admit(secret, model, model.cost(estimate_in, max_tokens * choices))
     call = proxy.Call(model, record, reservation, estimate_in)
     if body.get("stream") is True:
         return call.stream("chat/completions", body)

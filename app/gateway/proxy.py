@@ -101,15 +101,27 @@ class Call:
         settle(self.record, self.reservation, cost, self.model.id, tokens)
 
     def _refused_upstream(self, response: httpx.Response, content: bytes) -> Response:
-        """The provider's error, passed on (an OpenAI error body), the reservation released."""
+        """The provider's error, passed on (an OpenAI error body), the reservation released. A
+        provider that refuses the gateway's own credential (401, 403) is the operator's problem, not
+        the caller's: a 502, and nothing of its message (which may quote the credential)."""
         self._settle(None)
+        provider = self.model.provider
+        if response.status_code in (401, 403):
+            log.error("gateway: provider %s refused the credential in $%s (%d)", provider.name,
+                      provider.api_key_env, response.status_code)
+            raise GatewayError(502, f"The provider {provider.name} refused the gateway's credential.", "server_error",
+                               "upstream_credential_refused")
+        generic = {"message": f"The provider answered {response.status_code}.", "type": "server_error",
+                   "param": None, "code": None}
         try:
             error = json.loads(content)["error"]
             if not isinstance(error, dict):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
-            error = {"message": f"The provider answered {response.status_code}.", "type": "server_error",
-                     "param": None, "code": None}
+            error = generic
+        api_key = provider.api_key()
+        if api_key and api_key in json.dumps(error, ensure_ascii=False):  # never hand the upstream credential on
+            error = generic
         headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else None
         return error_response(response.status_code, error, headers)
 
