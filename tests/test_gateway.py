@@ -305,3 +305,12 @@ def test_several_choices_reserve_their_output_several_times(gateway):
     with pytest.raises(openai.RateLimitError):
         gateway.sdk(secret).chat.completions.create(model="local/tiny", messages=HELLO, n=3)
     assert gateway.sdk(secret).chat.completions.create(model="local/tiny", messages=HELLO, n=1).choices
+
+
+def test_a_stream_without_reported_usage_is_charged_the_prompts_estimate_and_a_token_per_chunk(gateway):
+    secret = gateway.key(budget_limit=1000, budget_period="month")
+    messages = [{"role": "user", "content": "words:9 nousage"}]
+    chunks = list(gateway.sdk(secret).chat.completions.create(model="local/tiny", messages=messages, stream=True))
+    assert not any(chunk.usage for chunk in chunks)
+    assert gateway.budget_used(secret) == prompt_estimate(messages) + 9
+    assert "no usage reported" in gateway.logs()

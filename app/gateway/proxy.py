@@ -95,9 +95,12 @@ class Call:
             raise GatewayError(502, f"The provider {self.model.provider.name} cannot be reached "
                                f"({type(error).__name__}).", "server_error", "upstream_unreachable") from None
 
-    def _settle(self, cost: int | None, why: str | None = None, tokens=(0, 0)):
+    def _settle(self, cost: int | None, why: str | None = None, tokens=(0, 0), reported: bool = True):
+        """Settle at `cost`, logging `why` when the call did not simply end (a warning when the
+        provider reported no usage: the cost is then an approximation)."""
         if why:
-            log.info("gateway: %s call of key %d %s", self.model.id, self.record.id, why)
+            log.log(logging.INFO if reported else logging.WARNING, "gateway: %s call of key %d %s", self.model.id,
+                    self.record.id, why)
         settle(self.record, self.reservation, cost, self.model.id, tokens)
 
     def _refused_upstream(self, response: httpx.Response, content: bytes) -> Response:
@@ -145,7 +148,7 @@ class Call:
             raise GatewayError(502, "The provider's answer was not JSON.", "server_error", "upstream_invalid") from None
         tokens, reported = self._tokens(answer.get("usage") if isinstance(answer, dict) else None)
         self._settle(self.model.cost(*tokens), None if reported else "reported no usage: settled at the prompt's "
-                     "estimate", tokens)
+                     "estimate", tokens, reported)
         if isinstance(answer, dict) and "model" in answer:
             answer["model"] = self.model.id
         return Response(json.dumps(answer), 200, mimetype="application/json")
@@ -181,7 +184,7 @@ class Call:
             why = None if ended == "ended" else ended
             if not reported:
                 why = f"{ended}; no usage reported: settled at the prompt's estimate and {tokens[1]} streamed chunks"
-            self._settle(self.model.cost(*tokens), why, tokens)
+            self._settle(self.model.cost(*tokens), why, tokens, reported)
 
 
 class _Events:
