@@ -183,3 +183,25 @@ def test_a_forked_worker_makes_its_own_admission_connection(storage, name, monke
     monkeypatch.setattr(redis_counters.os, "getpid", lambda: real_pid + 1)  # as if forked
     assert a.spend(name, 1, LEASE_SHARE - 1)
     assert held_connection(a) is not parent and counter(storage, name) == 2
+
+
+def test_a_difference_settled_after_an_admission_goes_to_the_lease_while_it_fits_else_to_redis(storage, name):
+    """adjust (the LLM gateway's settlements): a worker's lease takes differences without a round
+    trip, never growing past what was leased; beyond that, Redis; what is spent stays exact."""
+    a = Worker(storage)
+    assert a.spend(name, 2, 10**6) and counter(storage, name) == 2 + 2 * LEASE_REQUESTS
+    assert a.spend(name, 2, 10**6) and a.round_trips == 1  # from the lease
+    lease = a.counters._own_leases()[name]
+    a.counters.adjust(name, -2)  # the second call cost nothing after all: back into the lease
+    assert lease.units == lease.granted and counter(storage, name) == 2 + 2 * LEASE_REQUESTS
+    a.counters.adjust(name, -2)  # the first one neither: more than the lease was given, so Redis
+    assert counter(storage, name) == 2 * LEASE_REQUESTS
+    a.counters.adjust(name, 3)  # a later call cost 3 more than admitted: taken from the lease
+    assert lease.units == lease.granted - 3
+    a.counters.give_back()
+    assert counter(storage, name) == 3  # 2 + 2 - 2 - 2 + 3
+
+
+def test_a_difference_is_not_added_to_a_counter_that_no_longer_exists(storage, name):
+    RedisCounters(storage).adjust(name, 5)
+    assert storage.get_connection().exists(name) == 0

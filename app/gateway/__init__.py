@@ -3,9 +3,9 @@
 A caller sends a Latchkey key as OpenAI SDKs send theirs (`Authorization: Bearer lk_...`) and asks
 for `<provider>/<model>` or an alias (providers.py). Each call runs the verification pipeline on
 that key (app/services/verifier.py: status, expiry, IP allowlist, the scope `llm:<provider>:<model>`,
-its rate limit, quota and budget) with the call's estimated cost, reserves that estimate
-(app/services/reservations.py), calls the provider, and settles the cost of the tokens the
-provider reports (proxy.py). Errors are OpenAI-style bodies (`{"error": {...}}`), never a secret.
+its rate limit, quota and budget) with the call's estimated cost, which it admits like any cost,
+calls the provider, and settles the difference with the cost of the tokens the provider reports
+on the key's budget (proxy.py). Errors are OpenAI-style bodies (`{"error": {...}}`), never a secret.
 
 Like verifications, gateway calls are not under RATE_LIMIT_DEFAULTS: the key's own rate limit,
 quota and budget apply (counted by the pipeline), and failed authentications are limited per
@@ -25,8 +25,8 @@ from app.extensions import state
 from app.gateway import providers, proxy
 from app.gateway.errors import GatewayError, error_response
 from app.models.types import utcnow
-from app.services import allowances, reservations, usage
 from app.services import scopes as scope_rules
+from app.services import usage
 from app.services.key_format import looks_like_key
 from app.services.verifier import Outcome, verify
 
@@ -95,8 +95,7 @@ def _refused(outcome: Outcome, retry_seconds: int | None = None):
 
 def _admit(secret: str, model: providers.Model | None, estimate: int):
     """Verify the key for `model`'s scope (None: no scope) at the cost `estimate`, count it under
-    the model, and return (record, reservation) (reservation None without a cost, or while the
-    counters' storage is down under the open policy)."""
+    the model, and return (record, when it was admitted)."""
     scopes, model_id = ([model.scope], model.id) if model is not None else ([], "")
     now = utcnow()
     try:
@@ -113,16 +112,7 @@ def _admit(secret: str, model: providers.Model | None, estimate: int):
     if verdict.outcome is not Outcome.VALID:
         window = (verdict.rate_limit or {}).get("window") if verdict.outcome is Outcome.RATE_LIMITED else None
         _refused(verdict.outcome, window)
-    if not estimate:
-        return record, None
-    try:
-        reservation = reservations.reservations().reserve(
-            record.id, estimate, allowances.budget_counter(record, now), now.replace(minute=0, second=0, microsecond=0),
-            proxy.caller(record), model_id)
-    except RedisError:
-        allowances.tolerate_storage_error("gateway reservation")
-        reservation = None
-    return record, reservation
+    return record, now
 
 
 # --- the endpoints --------------------------------------------------------------------------------------
@@ -171,8 +161,9 @@ def chat_completions():
     max_tokens = _whole(body, "max_completion_tokens", _whole(body, "max_tokens", model.max_tokens))
     choices = _whole(body, "n", 1)  # n answers cost n times the output
     estimate_in = prompt_tokens(body["messages"])
-    record, reservation = _admit(secret, model, model.cost(estimate_in, max_tokens * choices))
-    call = proxy.Call(model, record, reservation, estimate_in)
+    estimate = model.cost(estimate_in, max_tokens * choices)
+    record, admitted_at = _admit(secret, model, estimate)
+    call = proxy.Call(model, record, estimate, admitted_at, estimate_in)
     if body.get("stream") is True:
         return call.stream("chat/completions", body)
     return call.once("chat/completions", body)
@@ -186,8 +177,9 @@ def embeddings():
     if not isinstance(body.get("input"), str | list) or not body["input"]:
         raise GatewayError(400, "input must be a string or a non-empty array.", "invalid_request_error")
     estimate_in = prompt_tokens(body["input"])
-    record, reservation = _admit(secret, model, model.cost(estimate_in, 0))
-    return proxy.Call(model, record, reservation, estimate_in).once("embeddings", body)
+    estimate = model.cost(estimate_in, 0)
+    record, admitted_at = _admit(secret, model, estimate)
+    return proxy.Call(model, record, estimate, admitted_at, estimate_in).once("embeddings", body)
 
 
 @bp.get("/models")

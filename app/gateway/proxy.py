@@ -3,14 +3,16 @@
 - One httpx client per provider and process, with the provider's timeout (connect, read, write).
 - The upstream credential comes from the provider's environment variable, in the Authorization
   header of the upstream request only: never logged, never in an answer.
-- A call settles its reservation with the cost of the tokens the provider reports (`usage`); a
-  stream asks for it (`stream_options.include_usage`). When a provider reports none, the cost is
-  approximated (the prompt's estimate, and one token per streamed content chunk, which is what
-  OpenAI-compatible servers send) and the log says so: no tokenizer is bundled.
+- A call is admitted at an estimate; afterwards the difference with the cost of the tokens the
+  provider reports (`usage`; a stream asks for it with `stream_options.include_usage`) goes to the
+  key's budget (allowances.settle_budget: on this worker's lease when it holds one, without a round
+  trip). When a provider reports none, the cost is approximated (the prompt's estimate, and one
+  token per streamed content chunk, which is what OpenAI-compatible servers send) and the log says
+  so: no tokenizer is bundled.
 - A provider's error (4xx, 5xx) is passed on with its status as an OpenAI error body, and the
-  reservation released: nothing was produced. A provider that cannot be reached is a 502, released
-  too. One that timed out while answering is a 504, and its reservation is settled at the estimate:
-  it may have done (and billed) the work.
+  estimate given back: nothing was produced. A provider that cannot be reached is a 502, given
+  back too. One that timed out while answering is a 504, charged its estimate: it may have done
+  (and billed) the work.
 - Streams are passed on chunk by chunk as they arrive. When the client goes away, the WSGI server
   closes the response: the upstream request is closed with it (the provider stops generating), and
   what was streamed so far is settled.
@@ -25,8 +27,7 @@ from flask import Response, stream_with_context
 from redis.exceptions import RedisError
 
 from app.gateway.errors import GatewayError, error_response
-from app.models.types import utcnow
-from app.services import reservations, usage
+from app.services import allowances, usage
 
 log = logging.getLogger(__name__)
 _clients: dict = {}
@@ -43,34 +44,27 @@ def client_for(provider) -> httpx.Client:
         return client
 
 
-def caller(record) -> str:
-    """Whose the gateway's reservations are: the gateway's, per key."""
-    return f"gateway:{record.id}"
-
-
-def settle(record, reservation, cost: int | None, model_id: str, tokens=(0, 0)):
-    """Settle a call's reservation at `cost`, or release it (None), and count its (input, output)
-    `tokens` under `model_id`; a storage error leaves it to expire at its estimate (logged)."""
-    if reservation is None:  # nothing reserved (no cost, or the storage was down): the tokens still count
-        if any(tokens):
-            usage.buffer().add_cost(record.id, "VALID", 0, utcnow().replace(minute=0, second=0, microsecond=0),
-                                    model_id, tokens)
-        return
+def settle(record, model_id: str, estimate: int, admitted_at, cost: int, tokens=(0, 0)):
+    """A call admitted at `estimate` cost `cost`: the difference goes to the key's budget (given
+    back, or added past the limit: it was spent) and to usage, with the (input, output) `tokens`,
+    under `model_id`. When the budget cannot be reached it stays charged at the estimate (logged)."""
+    difference = cost - estimate
     try:
-        settlement, fields = reservations.reservations().finish(reservation.id, caller(record), cost)
+        allowances.settle_budget(record, difference, admitted_at)
     except RedisError:
-        log.warning("gateway: reservation of key %d not settled (storage unreachable); it stays charged at its "
-                    "estimate", record.id)
-        return
-    if fields is not None:
-        reservations.count_difference(fields, settlement, tokens)
+        log.warning("gateway: a %s call of key %d cost %d against an estimate of %d; the budget, unreachable, stays "
+                    "charged at the estimate", model_id, record.id, cost, estimate)
+    if difference or any(tokens):
+        usage.buffer().add_cost(record.id, "VALID", difference, admitted_at.replace(minute=0, second=0, microsecond=0),
+                                model_id, tokens)
 
 
 class Call:
-    """One gateway call of `model` for the key `record`, holding `reservation` (or None)."""
+    """One gateway call of `model` for the key `record`, admitted at `estimate` at `admitted_at`."""
 
-    def __init__(self, model, record, reservation, estimate_in: int):
-        self.model, self.record, self.reservation, self.estimate_in = model, record, reservation, estimate_in
+    def __init__(self, model, record, estimate: int, admitted_at, estimate_in: int):
+        self.model, self.record, self.estimate, self.admitted_at = model, record, estimate, admitted_at
+        self.estimate_in = estimate_in  # the prompt's estimated tokens
 
     def _request(self, path: str, body: dict, stream: bool) -> httpx.Request:
         provider = self.model.provider
@@ -87,27 +81,27 @@ class Call:
         try:
             return client_for(self.model.provider).send(request, stream=stream)
         except httpx.TimeoutException:
-            self._settle(self.reservation.estimate if self.reservation else None, "timed out")
+            self._settle(self.estimate, "timed out")
             raise GatewayError(504, f"The provider {self.model.provider.name} did not answer in time.", "timeout",
                                "upstream_timeout") from None
         except httpx.HTTPError as error:
-            self._settle(None, "unreachable")
+            self._settle(0, "unreachable")
             raise GatewayError(502, f"The provider {self.model.provider.name} cannot be reached "
                                f"({type(error).__name__}).", "server_error", "upstream_unreachable") from None
 
-    def _settle(self, cost: int | None, why: str | None = None, tokens=(0, 0), reported: bool = True):
+    def _settle(self, cost: int, why: str | None = None, tokens=(0, 0), reported: bool = True):
         """Settle at `cost`, logging `why` when the call did not simply end (a warning when the
         provider reported no usage: the cost is then an approximation)."""
         if why:
             log.log(logging.INFO if reported else logging.WARNING, "gateway: %s call of key %d %s", self.model.id,
                     self.record.id, why)
-        settle(self.record, self.reservation, cost, self.model.id, tokens)
+        settle(self.record, self.model.id, self.estimate, self.admitted_at, cost, tokens)
 
     def _refused_upstream(self, response: httpx.Response, content: bytes) -> Response:
-        """The provider's error, passed on (an OpenAI error body), the reservation released. A
+        """The provider's error, passed on (an OpenAI error body), the estimate given back. A
         provider that refuses the gateway's own credential (401, 403) is the operator's problem, not
         the caller's: a 502, and nothing of its message (which may quote the credential)."""
-        self._settle(None)
+        self._settle(0)
         provider = self.model.provider
         if response.status_code in (401, 403):
             log.error("gateway: provider %s refused the credential in $%s (%d)", provider.name,
@@ -144,7 +138,7 @@ class Call:
         try:
             answer = response.json()
         except ValueError:
-            self._settle(self.reservation.estimate if self.reservation else None, "answered no JSON")
+            self._settle(self.estimate, "answered no JSON")
             raise GatewayError(502, "The provider's answer was not JSON.", "server_error", "upstream_invalid") from None
         tokens, reported = self._tokens(answer.get("usage") if isinstance(answer, dict) else None)
         self._settle(self.model.cost(*tokens), None if reported else "reported no usage: settled at the prompt's "

@@ -83,8 +83,9 @@ class MemoryCounters:
         with self._lock:
             self._values.pop(name, None)
 
-    def add(self, name, amount: int):
-        """Add `amount` (negative: give back) to a live allowance counter (reservations' settlements)."""
+    def adjust(self, name, amount: int):
+        """Add `amount` (negative: give back) to a live allowance counter, whatever its limit: a cost
+        found to differ from what was admitted (reservations, the LLM gateway)."""
         with self._lock:
             value = self._live(name)
             if name in self._values:
@@ -136,6 +137,15 @@ def budget_counter(record, now: datetime) -> str | None:
         return None
     allowance = Allowance("budget", record.id, record.budget_limit, record.budget_period)
     return allowance.charge(0, now, _counters().namespace).name
+
+
+def settle_budget(record, difference: int, admitted_at: datetime):
+    """Add `difference` (negative: give back) to the key's budget counter of the window that held
+    `admitted_at`, whatever the limit: what a call admitted at an estimate actually cost. Raises
+    RedisError when the storage cannot be reached."""
+    counter = budget_counter(record, admitted_at)
+    if counter is not None and difference:
+        _counters().adjust(counter, difference)
 
 
 @functools.lru_cache(maxsize=4096)  # the hot path charges the same keys the same amounts all day

@@ -101,6 +101,12 @@ end
 
 # KEYS[1]: an allowance counter. Start it over, still counting what the workers' leases (as last
 # granted: at least what is left of them) may admit, so the new window is never exceeded.
+# KEYS[1]: a counter. ARGV[1]: what to add (negative: give back), only while it exists (an
+# allowance's window that ended is not made again without its expiry).
+_ADJUST = """
+if redis.call('exists', KEYS[1]) == 1 then return redis.call('incrby', KEYS[1], ARGV[1]) end
+return 0
+"""
 _RESET = """
 local outstanding = 0
 for _, units in ipairs(redis.call('hvals', KEYS[1] .. ':leases')) do outstanding = outstanding + tonumber(units) end
@@ -118,6 +124,7 @@ class _Lease:
     limit: int  # the limit it was leased under: a changed limit voids it
     total: int  # the counter when it was leased, lease included
     lapses: float  # clock.monotonic() when its window ends
+    granted: int = 0  # what it was leased with: differences given back never make it larger (adjust)
 
 
 class RedisCounters:
@@ -128,6 +135,7 @@ class RedisCounters:
         self._connection = storage.get_connection()
         self._admit = self._connection.register_script(_ADMIT)
         self._give_back = self._connection.register_script(_GIVE_BACK)
+        self._adjust = self._connection.register_script(_ADJUST)
         self._reset = self._connection.register_script(_RESET)
         self._lock = threading.Lock()
         self._pid: int | None = None
@@ -175,7 +183,7 @@ class RedisCounters:
             for charge, name, units, count, ttl in zip(charges, names, leased, counts, ttls, strict=True):
                 if units > 0:
                     lapses = now + int(ttl) / 1000 - WINDOW_MARGIN if int(ttl) > 0 else float("inf")
-                    leases[name] = _Lease(units, charge.limit.limit, count, lapses)
+                    leases[name] = _Lease(units, charge.limit.limit, count, lapses, units)
             crowded = len(leases) > MAX_LEASES  # many keys seen once each: keep memory bounded
         if crowded:
             self.give_back()
@@ -237,6 +245,20 @@ class RedisCounters:
                 self._give_back(keys=[name for name, _ in live], args=[self._worker] + [units for _, units in live])
             except RedisError:
                 log.warning("could not give back %d unused leases", len(live))
+
+    def adjust(self, name, amount: int):
+        """Add `amount` (negative: give back) to the counter `name`, whatever its limit: a cost found
+        to differ from what was admitted. A lease this worker holds on it takes the difference, with
+        no round trip, while it stays within what was leased (its units are counted in Redis: given
+        back, they are this worker's to admit again and go back to Redis with the lease; taken, they
+        were counted); else Redis."""
+        with self._lock:
+            lease = self._own_leases().get(name)
+            if (lease is not None and lease.lapses > clock.monotonic()
+                    and 0 <= lease.units - amount <= lease.granted):
+                lease.units -= amount
+                return
+        self._adjust(keys=[name], args=[amount])
 
     def get(self, name):
         return int(self._connection.get(name) or 0)

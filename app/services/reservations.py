@@ -132,7 +132,7 @@ class Reservations:
             if float(fields["expires"]) <= time.time():
                 return Settlement(EXPIRED, estimate, estimate, False), None
             if fields["counter"] and final != estimate:
-                self._counters.add(fields["counter"], final - estimate)
+                self._counters.adjust(fields["counter"], final - estimate)
             fields.update(state=action, cost=final)
             return Settlement(action, final, estimate, True), fields
 
