@@ -57,7 +57,6 @@ import argparse
 import functools
 import json
 import os
-import re
 import resource
 import shlex
 import statistics
@@ -74,7 +73,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.run import DATABASE_URL, PRODUCTION, RAW, REDIS_URL, THREADS, UNITS, recorded  # noqa: E402
+from bench.run import DATABASE_URL, PRODUCTION, RAW, REDIS_URL, THREADS, recorded, run_wrk, wrk_figures  # noqa: E402
 from tests.helpers import Seeder, delete_keys  # noqa: E402
 from tests.servers import fresh_database, gunicorn_master, run_migrations, service_env  # noqa: E402
 
@@ -190,22 +189,10 @@ def wrk_post(script, url, body, bearer, seconds, connections, record):
     to the record's wrk_runs."""
     argv = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     env = {"BENCH_BODY": json.dumps(body), "BENCH_BEARER": bearer}
-    run = subprocess.run(argv, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
     shown = {"BENCH_BEARER": f"<{record['target']} key>", "BENCH_BODY": env["BENCH_BODY"]}
     command = (" ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " "
                + shlex.join([*argv[:-2], "<generated wrk script>", url]))
-    RAW.append({**record, "command": command,
-                "stdout": run.stdout.splitlines(), **({"stderr": run.stderr.splitlines()} if run.stderr else {})})
-    if run.returncode != 0:
-        raise RuntimeError(f"wrk failed: {run.stdout}{run.stderr}")
-    output = run.stdout
-    percentiles = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", output, re.M)}
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-            "p50": percentiles["50"], "p99": percentiles["99"], "non_2xx": int(errors.group(1)) if errors else 0,
-            "requests": int(re.search(r"(\d+) requests in", output).group(1)),
-            "socket_errors": sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)",
-                                                          "".join(re.findall(r"Socket errors:.*", output))))}
+    return wrk_figures(run_wrk(argv, env, command, record))
 
 
 def bench_chat(args, script, targets, processes, name):

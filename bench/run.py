@@ -56,24 +56,34 @@ def wrk(url, seconds, connections, env, record):
     handed out (post.lua's done())."""
     argv = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", "bench/post.lua", url]
     env = {**env, "BENCH_THREADS": str(THREADS)}
-    run = subprocess.run(argv, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
     shown = {k: ("<service key>" if k == "BENCH_AUTH" else Path(v).name if k == "BENCH_KEYS" else v)
              for k, v in sorted(env.items())}
     command = " ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " " + shlex.join(argv)
+    output = run_wrk(argv, env, command, record)
+    return {**wrk_figures(output), "threads": [{k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+                                               for line in re.findall(r"^bench-keys .*$", output, re.M)]}
+
+
+def run_wrk(argv, env, command, record) -> str:
+    """Run wrk (`argv`, with `env` added to the environment), add it to the record's wrk runs as
+    `command` (secrets left out) with its output, and return the output."""
+    run = subprocess.run(argv, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
     RAW.append({**record, "command": command,
                 "stdout": run.stdout.splitlines(), **({"stderr": run.stderr.splitlines()} if run.stderr else {})})
     if run.returncode != 0:
         raise RuntimeError(f"wrk failed: {run.stdout}{run.stderr}")
-    output = run.stdout
+    return run.stdout
+
+
+def wrk_figures(output: str) -> dict:
+    """The figures of a wrk run's output: rps, p50/p99 ms, non-2xx, requests, socket errors."""
     percentiles = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", output, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
             "p50": percentiles["50"], "p99": percentiles["99"], "non_2xx": int(errors.group(1)) if errors else 0,
             "requests": int(re.search(r"(\d+) requests in", output).group(1)),
             "socket_errors": sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)",
-                                                          "".join(re.findall(r"Socket errors:.*", output)))),
-            "threads": [{k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
-                        for line in re.findall(r"^bench-keys .*$", output, re.M)]}
+                                                          "".join(re.findall(r"Socket errors:.*", output))))}
 
 
 def compare(name, bare, latchkey, args, walk=False):
