@@ -73,7 +73,17 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.run import DATABASE_URL, PRODUCTION, RAW, REDIS_URL, THREADS, recorded, run_wrk, wrk_figures  # noqa: E402
+from bench.run import (  # noqa: E402
+    DATABASE_URL,
+    PRODUCTION,
+    RAW,
+    REDIS_URL,
+    THREADS,
+    medians,
+    recorded,
+    run_wrk,
+    wrk_figures,
+)
 from tests.helpers import Seeder, delete_keys  # noqa: E402
 from tests.servers import fresh_database, gunicorn_master, run_migrations, service_env  # noqa: E402
 
@@ -217,13 +227,7 @@ def bench_chat(args, script, targets, processes, name):
             RAW[-1]["cores_used"] = cores
     summary = {"scenario": name}
     for label, runs in results.items():
-        summary[label] = {"rps": statistics.median(r["rps"] for r in runs),
-                          "p50_ms": statistics.median(r["p50"] for r in runs),
-                          "p99_ms": statistics.median(r["p99"] for r in runs),
-                          "non_2xx": sum(r["non_2xx"] for r in runs),
-                          "socket_errors": sum(r["socket_errors"] for r in runs),
-                          "requests": sum(r["requests"] for r in runs),
-                          "runs_rps": [round(r["rps"]) for r in runs], "warm_up_requests": warm_up[label],
+        summary[label] = {**medians(runs), "warm_up_requests": warm_up[label],
                           "runs_p50_ms": [r["p50"] for r in runs], "runs_p99_ms": [r["p99"] for r in runs],
                           "cores_used": {group: statistics.median(r["cores"][group] for r in runs)
                                          for group in runs[0]["cores"]},

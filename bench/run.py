@@ -86,6 +86,17 @@ def wrk_figures(output: str) -> dict:
                                                           "".join(re.findall(r"Socket errors:.*", output))))}
 
 
+def medians(runs) -> dict:
+    """The summary of wrk runs of one target: medians of rps and latencies, sums of the counts."""
+    return {"rps": statistics.median(r["rps"] for r in runs),
+            "p50_ms": statistics.median(r["p50"] for r in runs),
+            "p99_ms": statistics.median(r["p99"] for r in runs),
+            "non_2xx": sum(r["non_2xx"] for r in runs),
+            "socket_errors": sum(r["socket_errors"] for r in runs),
+            "requests": sum(r["requests"] for r in runs),
+            "runs_rps": [round(r["rps"]) for r in runs]}
+
+
 def compare(name, bare, latchkey, args, walk=False):
     """Alternate bare and Latchkey runs; return medians and the throughput ratio. With `walk` (the
     cold load), each Latchkey run starts in the keys file where the previous one stopped, and the
@@ -106,15 +117,7 @@ def compare(name, bare, latchkey, args, walk=False):
                     covered.update(position(k) for k in range(thread["sent"]))
                     wrapped |= start + thread["sent"] > thread["stride"]
                 start += max(thread["sent"] for thread in result["threads"])
-    summary = {"scenario": name}
-    for label, runs in results.items():
-        summary[label] = {"rps": statistics.median(r["rps"] for r in runs),
-                          "p50_ms": statistics.median(r["p50"] for r in runs),
-                          "p99_ms": statistics.median(r["p99"] for r in runs),
-                          "non_2xx": sum(r["non_2xx"] for r in runs),
-                          "socket_errors": sum(r["socket_errors"] for r in runs),
-                          "requests": sum(r["requests"] for r in runs),
-                          "runs_rps": [round(r["rps"]) for r in runs]}
+    summary = {"scenario": name, **{label: medians(runs) for label, runs in results.items()}}
     summary["ratio"] = round(summary["latchkey"]["rps"] / summary["bare"]["rps"], 3)
     line = (f"{name}: bare {summary['bare']['rps']:.0f} rps, latchkey {summary['latchkey']['rps']:.0f} rps, "
             f"ratio {summary['ratio']}, latchkey p50 {summary['latchkey']['p50_ms']:.2f} ms "
