@@ -314,3 +314,16 @@ def test_a_stream_without_reported_usage_is_charged_the_prompts_estimate_and_a_t
     assert not any(chunk.usage for chunk in chunks)
     assert gateway.budget_used(secret) == prompt_estimate(messages) + 9
     assert "no usage reported" in gateway.logs()
+
+
+def test_routing_errors_and_sessions_get_openai_errors(gateway):
+    wrong_method = requests.get(f"{gateway.base}/llm/v1/chat/completions", timeout=10)
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "OPTIONS, POST"
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    missing = requests.post(f"{gateway.base}/llm/v1/completions", json={}, timeout=10)
+    assert missing.status_code == 404 and "error" in missing.json()
+    owner_id, token = gateway.seeder.user("gateway-session@example.com")
+    session = requests.get(f"{gateway.base}/llm/v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert session.status_code == 401
+    assert session.json()["error"]["message"] == "The gateway takes Latchkey API keys only."
+    assert requests.get(f"{gateway.base}/v1/nothing", timeout=10).json()["errors"][0]["status"] == "404"  # JSON:API

@@ -18,6 +18,7 @@ import math
 from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
 
+from app.api.helpers import errors as api_errors  # not app.gateway.errors
 from app.api.helpers.errors import ApiError
 from app.api.helpers.ratelimit import client_ip, limits_itself
 from app.api.verify import FailureLimit
@@ -48,17 +49,16 @@ REFUSALS = {
 }
 
 
-@bp.errorhandler(GatewayError)
-def _answer_error(error: GatewayError):
-    return error.response()
-
-
 @bp.errorhandler(Exception)
 def _answer_unexpected(error: Exception):
+    if isinstance(error, GatewayError):
+        return error.response()
     status = getattr(error, "code", None)
-    if isinstance(status, int) and 400 <= status < 500:  # werkzeug's (405, 413...)
+    if isinstance(status, int) and 400 <= status < 500:  # werkzeug's (404, 405, 413...)
+        methods = getattr(error, "valid_methods", None)
+        headers = {"Allow": ", ".join(sorted(methods))} if methods else None
         return error_response(status, {"message": getattr(error, "description", str(error)),
-                                       "type": "invalid_request_error", "param": None, "code": None})
+                                       "type": "invalid_request_error", "param": None, "code": None}, headers)
     log.exception("gateway request failed")
     return error_response(500, {"message": "The gateway failed; this was logged.", "type": "server_error",
                                 "param": None, "code": None})
@@ -76,12 +76,12 @@ def _secret() -> str:
     if not secret:
         raise GatewayError(401, "Send a Latchkey API key: 'Authorization: Bearer <key>'.", "invalid_request_error",
                            "invalid_api_key")
-    if not looks_like_key(secret, current_app.config["API_KEY_PREFIX"]):
-        _refused(Outcome.NOT_FOUND)
+    if not looks_like_key(secret, current_app.config["API_KEY_PREFIX"]):  # a session's JWT, say
+        _refused(Outcome.NOT_FOUND, message="The gateway takes Latchkey API keys only.")
     return secret
 
 
-def _refused(outcome: Outcome, retry_seconds: int | None = None):
+def _refused(outcome: Outcome, retry_seconds: int | None = None, message: str | None = None):
     status, kind, code = REFUSALS[outcome]
     if status in (401, 403) and outcome is not Outcome.INSUFFICIENT_SCOPES:
         try:
@@ -90,7 +90,7 @@ def _refused(outcome: Outcome, retry_seconds: int | None = None):
             raise GatewayError(429, "Too many failed authentications from this address.", "rate_limit_error",
                                "rate_limit_exceeded", limited.headers) from None
     headers = {"Retry-After": str(retry_seconds)} if retry_seconds else None
-    raise GatewayError(status, f"The key was refused: {outcome.value}.", kind, code, headers)
+    raise GatewayError(status, message or f"The key was refused: {outcome.value}.", kind, code, headers)
 
 
 def _admit(secret: str, model: providers.Model | None, estimate: int):
@@ -193,8 +193,10 @@ def models():
 
 
 def init_app(app):
-    """Load the providers (LLM_PROVIDERS_FILE; a bad file stops the start) and route /llm/v1."""
+    """Load the providers (LLM_PROVIDERS_FILE; a bad file stops the start) and route /llm/v1, whose
+    errors, routing ones (404, 405) included, are OpenAI's."""
     app.extensions["latchkey_llm_catalog"] = providers.load(app.config["LLM_PROVIDERS_FILE"])
     app.register_blueprint(bp)
+    api_errors.OTHER_FORMATS[f"{bp.url_prefix}/"] = _answer_unexpected
     for view in (chat_completions, embeddings, models):
         limits_itself(app, f"{bp.name}.{view.__name__}")

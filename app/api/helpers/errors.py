@@ -95,8 +95,17 @@ def _error(status, detail, **extra):
     return {"status": str(status), "detail": detail, **extra}
 
 
+# Paths whose errors another API writes in its own format (the LLM gateway's are OpenAI's): prefix ->
+# handler. Routing errors (404, 405) reach the app's handler, not the blueprint's.
+OTHER_FORMATS: dict = {}
+
+
 def handle_error(exc):
     """Turn any exception into a JSON:API error document; never a traceback or an HTML page."""
+    if has_request_context():
+        for prefix, handler in OTHER_FORMATS.items():
+            if request.path.startswith(prefix):
+                return handler(exc)
     if isinstance(exc, JsonApiException):  # ApiError and the library's
         error = {**exc.to_dict(), "status": str(exc.status)}
         headers = dict(getattr(exc, "headers", None) or {})
