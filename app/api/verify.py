@@ -36,9 +36,9 @@ from app.api.helpers.ratelimit import charge_quota, client_ip, limits_itself
 from app.api.helpers.requests import read_attributes
 from app.extensions import limiter
 from app.models.types import utcnow
-from app.services import allowances, reservations, signing, usage
+from app.services import allowances, reservations, signing
 from app.services import scopes as scope_rules
-from app.services.verifier import Outcome, verify
+from app.services.verifier import Outcome, count, verify
 
 PATH = "/v1/api-keys/verify"
 FAILURE_SCOPE = "verify-auth-failure"
@@ -132,12 +132,7 @@ def verify_and_count(secret, scopes, ip, cost, now, audience: str | None = None,
     with an `audience` (the caller asked for a token), a valid answer carries a token for it; with
     `reserve_for`, a reservation of `cost` that this caller settles later (reservations.py)."""
     verdict = verify(secret, scopes, ip, cost, now)
-    if verdict.record is not None:
-        buffer = usage.buffer()
-        admitted = verdict.outcome is Outcome.VALID
-        buffer.count(verdict.record.id, verdict.outcome.value, cost if admitted else 0, now)
-        if admitted:
-            buffer.key_used(verdict.record.id, now)
+    count(verdict, cost, now)
     meta = _meta(verdict, cost)
     if verdict.outcome is Outcome.VALID:
         if audience is not None:
@@ -189,17 +184,21 @@ class FailureLimit:
         self.bucket = (current_app.config["RATELIMIT_KEY_PREFIX"], FAILURE_SCOPE, address)
 
     def count(self, refusal: ApiError):
-        """Count a failed authentication; 429 instead of `refusal` once the address is over its limit
-        (under the `open` storage error policy, `refusal` stands while the storage is unreachable)."""
+        """Count a failed authentication; 429 instead of `refusal` once the address is over its limit."""
+        wait = self.hit()
+        if wait is not None:
+            raise ApiError(429, "Too many requests", "Too many failed authentications from this address.",
+                           code="RATE_LIMITED", headers=retry_after(wait)) from refusal
+
+    def hit(self) -> int | None:
+        """Count a failed authentication; return the seconds to wait once the address is over its
+        limit, else None (also under the `open` storage error policy while the storage is unreachable)."""
         try:
             exceeded = [item for item in self.limits if not limiter.limiter.hit(item, *self.bucket)]
         except RedisError:
             allowances.tolerate_storage_error("failed-authentication limit")
-            return
-        if exceeded:
-            wait = max(item.get_expiry() for item in exceeded)  # every window ends within its length
-            raise ApiError(429, "Too many requests", "Too many failed authentications from this address.",
-                           code="RATE_LIMITED", headers=retry_after(wait)) from refusal
+            return None
+        return max(item.get_expiry() for item in exceeded) if exceeded else None  # windows end within their length
 
 
 @functools.lru_cache(maxsize=8)

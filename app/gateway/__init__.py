@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, request
 from redis.exceptions import RedisError
 
 from app.api.helpers import errors as api_errors  # not app.gateway.errors
-from app.api.helpers.errors import ApiError
+from app.api.helpers.errors import retry_after
 from app.api.helpers.ratelimit import client_ip, limits_itself
 from app.api.verify import FailureLimit
 from app.extensions import state
@@ -27,9 +27,8 @@ from app.gateway import providers, proxy
 from app.gateway.errors import GatewayError, error_response
 from app.models.types import utcnow
 from app.services import scopes as scope_rules
-from app.services import usage
 from app.services.key_format import looks_like_key
-from app.services.verifier import Outcome, verify
+from app.services.verifier import Outcome, count, verify
 
 bp = Blueprint("llm", __name__, url_prefix="/llm/v1")
 log = logging.getLogger(__name__)
@@ -49,8 +48,8 @@ REFUSALS = {
 }
 
 
-@bp.errorhandler(Exception)
-def _answer_unexpected(error: Exception):
+def _answer_error(error: Exception):
+    """Every error under /llm/v1 (api_errors.OTHER_FORMATS routes them here), as OpenAI writes them."""
     if isinstance(error, GatewayError):
         return error.response()
     status = getattr(error, "code", None)
@@ -84,11 +83,10 @@ def _secret() -> str:
 def _refused(outcome: Outcome, retry_seconds: int | None = None, message: str | None = None):
     status, kind, code = REFUSALS[outcome]
     if status in (401, 403) and outcome is not Outcome.INSUFFICIENT_SCOPES:
-        try:
-            FailureLimit(client_ip()).count(ApiError(status, "", ""))
-        except ApiError as limited:
+        wait = FailureLimit(client_ip()).hit()
+        if wait is not None:
             raise GatewayError(429, "Too many failed authentications from this address.", "rate_limit_error",
-                               "rate_limit_exceeded", limited.headers) from None
+                               "rate_limit_exceeded", retry_after(wait))
     headers = {"Retry-After": str(retry_seconds)} if retry_seconds else None
     raise GatewayError(status, message or f"The key was refused: {outcome.value}.", kind, code, headers)
 
@@ -103,16 +101,11 @@ def _admit(secret: str, model: providers.Model | None, estimate: int):
     except RedisError:
         raise GatewayError(503, "Limits cannot be checked now; retry later.", "server_error", "limits_unavailable",
                            {"Retry-After": "5"}) from None
-    record = verdict.record
-    if record is not None:
-        admitted = verdict.outcome is Outcome.VALID
-        usage.buffer().count(record.id, verdict.outcome.value, estimate if admitted else 0, now, model_id)
-        if admitted:
-            usage.buffer().key_used(record.id, now)
+    count(verdict, estimate, now, model_id)
     if verdict.outcome is not Outcome.VALID:
         window = (verdict.rate_limit or {}).get("window") if verdict.outcome is Outcome.RATE_LIMITED else None
         _refused(verdict.outcome, window)
-    return record, now
+    return verdict.record, now
 
 
 # --- the endpoints --------------------------------------------------------------------------------------
@@ -197,6 +190,6 @@ def init_app(app):
     errors, routing ones (404, 405) included, are OpenAI's."""
     app.extensions["latchkey_llm_catalog"] = providers.load(app.config["LLM_PROVIDERS_FILE"])
     app.register_blueprint(bp)
-    api_errors.OTHER_FORMATS[f"{bp.url_prefix}/"] = _answer_unexpected
+    api_errors.OTHER_FORMATS[f"{bp.url_prefix}/"] = _answer_error
     for view in (chat_completions, embeddings, models):
         limits_itself(app, f"{bp.name}.{view.__name__}")

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from app.models.api_key import EXPIRED, REVOKED, SUSPENDED
 from app.models.types import utcnow
-from app.services import allowances
+from app.services import allowances, usage
 from app.services import scopes as scope_rules
 from app.services.admission import Admission, Allowance, Bucket
 from app.services.key_cache import KeyRecord, key_cache
@@ -80,6 +80,18 @@ def verify(secret: str, scopes=(), client_ip=None, cost: int = 1, now: datetime 
         allowances.tolerate_storage_error("rate limit, quota and budget checks")
         return Verdict(Outcome.VALID, record)
     return _verdict(record, admission, now)
+
+
+def count(verdict: Verdict, cost: int, now: datetime, model: str = ""):
+    """Count a verdict in the checked key's usage: its outcome, the cost when admitted (under
+    `model`, an LLM gateway call's), and the key's last use."""
+    if verdict.record is None:
+        return
+    buffer = usage.buffer()
+    admitted = verdict.outcome is Outcome.VALID
+    buffer.count(verdict.record.id, verdict.outcome.value, cost if admitted else 0, now, model)
+    if admitted:
+        buffer.key_used(verdict.record.id, now)
 
 
 def _verdict(record: KeyRecord, admission: Admission, now: datetime) -> Verdict:
