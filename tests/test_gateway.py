@@ -8,6 +8,7 @@ leases a share of them (redis_counters): what one worker reports as used is then
 """
 import json
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -327,3 +328,20 @@ def test_routing_errors_and_sessions_get_openai_errors(gateway):
     assert session.status_code == 401
     assert session.json()["error"]["message"] == "The gateway takes Latchkey API keys only."
     assert requests.get(f"{gateway.base}/v1/nothing", timeout=10).json()["errors"][0]["status"] == "404"  # JSON:API
+
+
+def test_a_key_in_its_rotation_grace_reaches_the_gateway_until_the_grace_ends(gateway):
+    owner_id, token = gateway.seeder.user("gateway-rotation@example.com")
+    old = gateway.seeder.key(owner_id, scopes=["llm:*"])
+    key_id = gateway.seeder.key_id(old)
+    rotated = requests.post(f"{gateway.base}/v1/api-keys/{key_id}/rotate", timeout=10, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/vnd.api+json"},
+        json={"data": {"type": "api-keys", "attributes": {"grace-period": 2}}})
+    assert rotated.status_code == 201, rotated.text
+    new = rotated.json()["data"]["attributes"]["secret"]
+    for secret in (old, new):
+        assert gateway.sdk(secret).chat.completions.create(model="local/tiny", messages=HELLO).choices
+    time.sleep(2.1)  # the grace is over on every worker: it is compared with the clock at every check
+    with pytest.raises(openai.AuthenticationError):
+        gateway.sdk(old).chat.completions.create(model="local/tiny", messages=HELLO)
+    assert gateway.sdk(new).chat.completions.create(model="local/tiny", messages=HELLO).choices

@@ -154,3 +154,16 @@ def test_reserve_is_a_boolean_and_refused_verifications_reserve_nothing(client, 
     revoked = make.key(make.user(), scopes=["llm:*"], status="revoked")
     meta = verify(client, verifier, revoked.secret, cost=5, reserve=True)
     assert meta["code"] == "REVOKED" and "reservation" not in meta
+
+
+def test_a_demoted_admins_verifying_key_can_no_longer_finish_its_reservations(client, make, key):
+    """keys:verify works only while the key's owner is an admin, for settlements as for verifications."""
+    account = make.user(admin=True)
+    own = {"X-API-Key": make.key(account, scopes=["keys:verify"]).secret}
+    reservation_id = reserve(client, own, key.secret, 100)
+    root = make.headers(make.user(admin=True))
+    demoted = client.patch(f"/v1/users/{account.id}", headers={**root, "Content-Type": "application/vnd.api+json"},
+                           json={"data": {"type": "users", "id": str(account.id), "attributes": {"is-admin": False}}})
+    assert demoted.status_code == 200, demoted.get_json()
+    assert_error(settle(client, own, reservation_id, 10), 403, "INSUFFICIENT_SCOPES")
+    assert_error(release(client, own, reservation_id), 403, "INSUFFICIENT_SCOPES")
