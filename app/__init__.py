@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 def create_app(config_class=Config, **overrides):
     """Return a configured application: `config_class`, then keyword `overrides`."""
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.session_interface = NoCookieSessions()
     app.config.from_object(config_class)
     app.config.update(overrides)
     os.makedirs(app.instance_path, mode=0o700, exist_ok=True)  # private: secrets, the SQLite database
@@ -56,6 +58,14 @@ def create_app(config_class=Config, **overrides):
 
     cli.init_app(app)
     return app
+
+
+class NoCookieSessions(SecureCookieSessionInterface):
+    """Latchkey keeps no state in cookies (JWTs and API keys carry the caller): Flask's session is
+    never opened, which spares every request a signing serializer, and writing to it is an error."""
+
+    def open_session(self, app, request):
+        return None  # Flask then uses a NullSession, which refuses writes
 
 
 def _configure_secrets(app):

@@ -193,9 +193,10 @@ def llm_providers():
     failed = False
     for provider in providers:
         api_key = provider.api_key()
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         try:
-            status = proxy.client_for(provider).get(f"{provider.base_url}/models", headers=headers).status_code
+            answer = proxy.send(provider, "GET", "models")
+            answer.close()
+            status = answer.status_code
             reachable = "reachable" if status == 200 else f"answers {status}"
         except Exception as error:  # any failure to reach it is the answer here
             status, reachable = None, f"unreachable ({type(error).__name__})"
