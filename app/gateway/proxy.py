@@ -177,12 +177,15 @@ class Call:
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def _relay(self, response: httpx.Response):
-        events = _Events()
+        events = _Events(self.model.id)
         ended = "ended"
         try:
             for chunk in response.iter_raw():
-                events.feed(chunk)
-                yield chunk
+                relayed = events.feed(chunk)
+                if relayed:
+                    yield relayed
+            if events.rest():
+                yield events.rest()
         except httpx.HTTPError as error:  # the provider went away mid-stream: say so in the stream
             ended = f"broke off ({type(error).__name__})"
             message = json.dumps({"error": {"message": "The provider broke off the stream.", "type": "server_error",
@@ -201,30 +204,41 @@ class Call:
 
 
 class _Events:
-    """What a relayed stream told: the usage chunk, and how many chunks carried content."""
+    """A relayed stream, event by event: each complete event is passed on as it arrives, with the
+    model named as the caller named it (`provider/model`, as in plain answers); what it told is kept:
+    the usage chunk, and how many chunks carried content."""
 
-    def __init__(self):
+    def __init__(self, model_id: str):
+        self._model_id = model_id
         self._buffer = b""
         self.usage = None
         self.content_chunks = 0
 
-    def feed(self, chunk: bytes):
+    def feed(self, chunk: bytes) -> bytes:
+        """The events `chunk` completes, to pass on (b"" while an event is still incomplete)."""
         self._buffer += chunk
         *events, self._buffer = self._buffer.replace(b"\r\n", b"\n").split(b"\n\n")
-        for event in events:
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
-                    self._read(line[5:])
+        return b"".join(b"\n".join(self._line(line) for line in event.split(b"\n")) + b"\n\n" for event in events)
 
-    def _read(self, data: bytes):
+    def rest(self) -> bytes:
+        """What followed the last complete event (nothing, from a well-behaved provider)."""
+        return self._buffer
+
+    def _line(self, line: bytes) -> bytes:
+        if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
+            return line
         try:
-            event = json.loads(data)
+            event = json.loads(line[5:])
         except ValueError:
-            return
+            return line
         if not isinstance(event, dict):
-            return
+            return line
         if isinstance(event.get("usage"), dict):
             self.usage = event["usage"]
         for choice in event.get("choices") or ():
             if isinstance(choice, dict) and (choice.get("delta") or {}).get("content"):
                 self.content_chunks += 1
+        if "model" not in event:
+            return line
+        event["model"] = self._model_id
+        return b"data: " + json.dumps(event, ensure_ascii=False).encode()
