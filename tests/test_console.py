@@ -271,6 +271,99 @@ def test_usage_appears_in_the_chart_after_verifications(watched, console_server,
     screenshot(page, "console-usage", selector="[data-view=key-detail] section[aria-labelledby=usage-heading]")
     check_page_is_clean(page)
 
+    # The account's summary has the same table, for every key of the account.
+    page.goto(f"{base}/console/#/account")
+    summary = page.locator("[data-section=usage] [data-summary=by-model]")
+    expect(summary.get_by_role("heading")).to_have_text("By model")
+    row = summary.locator("tr[data-model='local/tiny']")
+    expect(row.locator("td")).to_have_text(["2", "3", "10", "13"])  # requests, input/output tokens, cost
+    check_page_is_clean(page)
+
+
+def create_keys_through_the_api(session, names):
+    """Create a key per name (POST /v1/api-keys: quicker than the form), in that order."""
+    for name in names:
+        answer = session.post(session.url("/v1/api-keys"), headers={"Content-Type": JSONAPI}, data=json.dumps(
+            {"data": {"type": "api-keys", "attributes": {"name": name}}}))
+        assert answer.status_code == 201, answer.text
+
+
+def test_the_key_list_sorts_by_name_and_pages(watched, console_server):
+    page, base = watched, console_server
+    sign_up_and_log_in(page, base, "flo@example.com", PASSWORD)
+    expect(page.locator(".empty")).to_contain_text("no API keys yet")
+    # 25 keys (a page holds 20), created out of the names' order: "Newest first" is neither name order.
+    names = [f"key {n * 7 % 25:02d}" for n in range(25)]
+    create_keys_through_the_api(api_session(base, "flo@example.com", PASSWORD), names)
+    rows = page.locator(".key-row a.name")
+    pages = page.locator("nav.pagination")
+
+    page.get_by_label("Sort").select_option("name")
+    expect(rows).to_have_text(sorted(names)[:20])
+    expect(page).to_have_url(re.compile(r"#/keys\?sort=name$"))
+    page.get_by_label("Sort").select_option("-name")
+    expect(rows).to_have_text(sorted(names, reverse=True)[:20])
+    expect(pages).to_contain_text("Page 1 of 2 · 25 keys")
+    expect(pages.get_by_role("button", name="Previous page")).to_be_disabled()
+
+    pages.get_by_role("button", name="Next page").click()
+    expect(rows).to_have_text(sorted(names, reverse=True)[20:])
+    expect(page).to_have_url(re.compile(r"#/keys\?sort=-name&page=2$"))
+    expect(pages).to_contain_text("Page 2 of 2")
+    expect(pages.get_by_role("button", name="Next page")).to_be_disabled()
+
+    pages.get_by_role("button", name="Previous page").click()
+    expect(rows).to_have_text(sorted(names, reverse=True)[:20])
+    expect(page).to_have_url(re.compile(r"#/keys\?sort=-name$"))
+    expect(pages).to_contain_text("Page 1 of 2")
+    check_page_is_clean(page)
+
+
+def release(page, held, count=1):
+    """Wait until `count` requests are held by a route, then let every held one go on."""
+    deadline = time.monotonic() + 10
+    while len(held) < count:
+        assert time.monotonic() < deadline, f"{len(held)} of {count} requests were held"
+        page.wait_for_timeout(20)
+    while held:
+        held.pop().continue_()
+
+
+def test_views_show_a_loading_state_while_the_api_answers(watched, console_server):
+    page, base = watched, console_server
+    sign_up_and_log_in(page, base, "gus@example.com", PASSWORD)
+    gus = api_session(base, "gus@example.com", PASSWORD)
+    create_keys_through_the_api(gus, ["slow"])
+    key_id = gus.get(gus.url("/v1/api-keys")).json()["data"][0]["id"]
+    # The API is slow: its answers about scopes and one key are held until the test lets them go.
+    held = []
+    page.route(lambda url: "/v1/scopes" in url or "/v1/api-keys/" in url, lambda route: held.append(route))
+
+    page.goto(f"{base}/console/#/keys/new")
+    expect(page.locator("[data-view=create-key] .loading")).to_have_text("Loading the scopes…")
+    release(page, held)  # the scopes
+    expect(page.locator("form[data-form=create-key]")).to_be_visible()
+    expect(page.locator(".loading")).to_have_count(0)
+
+    page.goto(f"{base}/console/#/keys/{key_id}")
+    expect(page.locator(".loading")).to_have_text("Loading the key…")
+    release(page, held)  # the key (the scopes are known by now)
+    expect(page.locator("[data-view=key-detail] h1")).to_have_text("slow")
+    usage = page.locator("[data-usage]")
+    expect(usage.locator(".loading")).to_have_text("Loading usage…")
+    expect(usage).to_have_attribute("aria-busy", "true")
+    release(page, held)  # the key's usage
+    expect(usage.locator("[data-chart=usage]")).to_be_visible()
+    expect(page.locator(".loading")).to_have_count(0)
+    expect(usage).not_to_have_attribute("aria-busy", "true")
+
+    # A view that fails ends its loading state: the error takes its place.
+    page.unroute_all()
+    page.goto(f"{base}/console/#/keys/999999")
+    expect(page.locator(".form-errors")).to_contain_text("not found", ignore_case=True)
+    expect(page.locator(".loading")).to_have_count(0)
+    check_page_is_clean(page)
+
 
 def gateway_calls(env, key_id, model, calls, cost, tokens):
     """Usage of the LLM gateway's calls as its flush writes it (tests/test_gateway.py drives the gateway

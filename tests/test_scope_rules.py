@@ -190,6 +190,67 @@ def test_the_public_scope_catalog_word_for_word(client):
     got = {item["id"]: (item["attributes"]["description"], item["attributes"]["admin-only"])
            for item in response.get_json()["data"]}
     assert got == {name: (text, name in ("keys:verify", "admin:access")) for name, text in CATALOG.items()}
+    assert not any(name.startswith("llm:") for name in got)  # no LLM_PROVIDERS_FILE: no gateway scopes
+    assert "'llm:*' grants 'llm:openai:gpt-4o'" in response.get_json()["meta"]["wildcards"]
+
+
+PROVIDERS = """
+[[providers]]
+name = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "TEST_OPENAI_KEY"
+
+[[providers.models]]
+name = "gpt-4o-mini"
+input_price = 15
+output_price = 60
+
+[[providers.models]]
+name = "gpt-4o"
+input_price = 250
+output_price = 1000
+
+[[providers]]
+name = "local"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "TEST_LLM_KEY"
+
+[[providers.models]]
+name = "tiny"
+input_price = 2
+output_price = 4
+
+[aliases]
+small = "local/tiny"
+"""
+
+
+class TestGatewayScopes:
+    @pytest.fixture
+    def config_overrides(self, tmp_path):
+        path = tmp_path / "providers.toml"
+        path.write_text(PROVIDERS)
+        return {"LLM_PROVIDERS_FILE": str(path)}
+
+    def test_the_gateway_models_scopes_follow_the_built_in_ones(self, client, make, secrets_seen):
+        """Per provider `llm:<provider>:*`, then one scope per model (an alias is no model of its own)."""
+        data = client.get("/v1/scopes").get_json()["data"]
+        assert [item["id"] for item in data[:len(CATALOG)]] == list(CATALOG)
+        gateway = [(item["id"], item["attributes"]["description"], item["attributes"]["admin-only"])
+                   for item in data[len(CATALOG):]]
+        assert gateway == [
+            ("llm:openai:*", "Call every model of openai through the LLM gateway.", False),
+            ("llm:openai:gpt-4o", "Call openai/gpt-4o through the LLM gateway.", False),
+            ("llm:openai:gpt-4o-mini", "Call openai/gpt-4o-mini through the LLM gateway.", False),
+            ("llm:local:*", "Call every model of local through the LLM gateway.", False),
+            ("llm:local:tiny", "Call local/tiny through the LLM gateway.", False),
+        ]
+        # Each is a scope a user may put into a key.
+        scopes = [scope for scope, _, _ in gateway]
+        assert all(is_valid_scope(scope) and not is_admin_only(scope) for scope in scopes)
+        created = create_key(client, make.headers(make.user()), secrets_seen, name="chat", scopes=scopes)
+        assert created.status_code == 201, created.get_json()
+        assert created.get_json()["data"]["attributes"]["scopes"] == scopes
 
 
 KEY_ALLOWS = [

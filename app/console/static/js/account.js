@@ -1,10 +1,12 @@
-// The account page (#/account): what the account's keys did (GET /v1/usage), changing the email or
-// the password (PATCH /v1/users/<id> with current-password, which the API demands for one's own
-// account), and deleting the account.
+// The account page (#/account): what the account's keys did (GET /v1/usage: totals, outcomes,
+// busiest keys, the LLM gateway's calls by model), changing the email or the password
+// (PATCH /v1/users/<id> with current-password, which the API demands for one's own account), and
+// deleting the account.
 
 import { ApiError, api, currentUser, logout, updateCurrentUser } from "./api.js";
 import { hashQuery, navigate, route } from "./router.js";
 import { clearErrors, confirmAction, empty, h, loading, notify, showErrors } from "./ui.js";
+import { modelTable } from "./usage-chart.js";
 
 // The windows the summary offers, in days. Beyond 31 days the API counts by day (group-by=day).
 const WINDOWS = [1, 7, 30, 90];
@@ -31,6 +33,12 @@ function figure(label, value, name) {
   return h("div", { class: "figure", "data-figure": name }, h("dt", null, label), h("dd", null, number(value)));
 }
 
+/** The LLM gateway's calls by model, in the same table as a key's usage; null when there were none. */
+function modelSection(models) {
+  const table = modelTable(models, { hiddenCaption: true });
+  return table && h("div", { class: "summary-models", "data-summary": "by-model" }, h("h3", null, "By model"), table);
+}
+
 /** Draw the summary document of GET /v1/usage into `box`. */
 function drawSummary(box, summary) {
   const a = summary.attributes;
@@ -39,7 +47,7 @@ function drawSummary(box, summary) {
     return;
   }
   const outcomes = Object.entries(a["by-outcome"] || {}).sort((x, y) => y[1] - x[1]);
-  box.replaceChildren(
+  box.replaceChildren(...[
     h("dl", { class: "figures" },
       figure("Requests", a.total, "total"),
       figure("Errors", a.errors, "errors"),
@@ -57,7 +65,9 @@ function drawSummary(box, summary) {
         h("h3", null, "Busiest keys"),
         h("ol", { class: "busiest-keys" }, (a["busiest-keys"] || []).map((key) => h("li", null,
           h("a", { href: `#/keys/${encodeURIComponent(key.id)}` }, key.name), " ",
-          h("span", { class: "hint" }, `${number(key.total)} request${key.total === 1 ? "" : "s"}`)))))));
+          h("span", { class: "hint" }, `${number(key.total)} request${key.total === 1 ? "" : "s"}`)))))),
+    modelSection(a["by-model"]),
+  ].filter(Boolean));
 }
 
 async function loadSummary(box, form, days) {

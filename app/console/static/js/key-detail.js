@@ -5,7 +5,7 @@ import { api, currentUser } from "./api.js";
 import { keyFields, loadScopes, readKeyFields } from "./key-form.js";
 import { keyHint, statusBadge } from "./keys.js";
 import { navigate, route } from "./router.js";
-import { clearErrors, confirmAction, describeError, h, notify, showErrors, showSecret, timeElement, uniqueId } from "./ui.js";
+import { clearErrors, confirmAction, describeError, h, loading, notify, showErrors, showSecret, timeElement, uniqueId } from "./ui.js";
 import { usageSection } from "./usage-chart.js";
 
 // Grace periods offered on rotation: how long the old secret keeps working (API maximum: 7 days).
@@ -149,6 +149,7 @@ function editForm(key, catalog, redraw) {
 }
 
 async function renderDetail(container, { id }) {
+  loading(container, "Loading the key…");
   const [document, catalog] = await Promise.all([api.get(keyPath(id)), loadScopes()]);
   const key = document.data;
   // Redraw in place after a change: the key's new state, the same page (and the same usage).

@@ -9,7 +9,8 @@ export const PERIODS = ["day", "month", "total"];
 
 let scopeCatalog = null; // GET /v1/scopes, fetched once: the catalog is fixed for a deployment
 
-/** Return the built-in scopes [{id, description, adminOnly}] (GET /v1/scopes, once per page). */
+/** Return the scopes GET /v1/scopes lists (the built-in ones, then the LLM gateway's models'),
+ * as [{id, description, adminOnly}]; fetched once per page. */
 export async function loadScopes() {
   if (!scopeCatalog) {
     const document = await api.get("/scopes");
@@ -56,7 +57,7 @@ function scopesField(catalog, selected) {
     h("div", { class: "field" },
       h("label", { for: othersId }, "Other scopes"),
       h("input", { id: othersId, name: "other-scopes", type: "text", value: others.join(" "),
-        placeholder: "llm:gpt-4o llm:*", autocomplete: "off", spellcheck: "false" }),
+        placeholder: "llm:openai:* billing:read", autocomplete: "off", spellcheck: "false" }),
       h("p", { class: "help" }, "Your own scopes, separated by spaces; '*' is a wildcard segment.")));
 }
 

@@ -159,6 +159,9 @@ async function renderList(container) {
 }
 
 async function renderCreate(container) {
+  const body = h("div");
+  container.append(h("section", { "data-view": "create-key" }, h("h1", null, "Create an API key"), body));
+  loading(body, "Loading the scopes…");
   const catalog = await loadScopes();
   const submit = h("button", { type: "submit", class: "primary" }, "Create key");
   const form = h("form", { class: "card", "data-form": "create-key", novalidate: true },
@@ -178,7 +181,7 @@ async function renderCreate(container) {
       submit.disabled = false;
     }
   });
-  container.append(h("section", { "data-view": "create-key" }, h("h1", null, "Create an API key"), form));
+  body.replaceChildren(form);
 }
 
 route("/keys", renderList);

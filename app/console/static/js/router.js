@@ -85,6 +85,7 @@ export async function render(event = null) {
   } catch (error) {
     if (number !== navigation) return;
     if (error instanceof ApiError && error.status === 401 && !currentUser()) return; // session ended: login shown
+    container.querySelectorAll(".loading").forEach((node) => node.remove()); // the view's loading state is over
     container.append(h("div", { class: "form-errors", role: "alert" }, h("p", null, describeError(error))));
   }
   focusHeading(main, number, found.title);

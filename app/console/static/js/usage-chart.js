@@ -1,8 +1,9 @@
 // A key's usage over time, by outcome (GET /v1/api-keys/<id>/usage): stacked bars drawn as inline
-// SVG (no library), a legend, and the same numbers as a table for screen readers and keyboards.
+// SVG (no library), a legend, and the same numbers as a table for screen readers and keyboards; the
+// LLM gateway's calls by model in a table of their own (modelTable, shared with the account page).
 
 import { api } from "./api.js";
-import { describeError, h, uniqueId } from "./ui.js";
+import { describeError, h, loading, uniqueId } from "./ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const HOUR_MS = 3600 * 1000;
@@ -122,25 +123,36 @@ function table(all, order, granularity) {
         h("td", { class: "number", "data-column": "total" }, bucket.total), h("td", { class: "number", "data-column": "cost" }, bucket.cost)))))));
 }
 
-/** The LLM gateway's calls in the window, by model (requests, tokens, cost); null when there were none. */
-function modelTable(series) {
-  const byModel = new Map();
+const MODEL_COLUMNS = [["requests", "Requests"], ["input-tokens", "Input tokens"], ["output-tokens", "Output tokens"], ["cost", "Cost"]];
+
+/** The LLM gateway's calls in a key's series, summed by model: {model: {requests, cost, ...}}. */
+function modelTotals(series) {
+  const byModel = {};
   for (const point of series) {
     for (const [model, totals] of Object.entries(point.models || {})) {
-      const sum = byModel.get(model) || { requests: 0, "input-tokens": 0, "output-tokens": 0, cost: 0 };
-      for (const name of Object.keys(sum)) sum[name] += totals[name] || 0;
-      byModel.set(model, sum);
+      if (!byModel[model]) byModel[model] = Object.fromEntries(MODEL_COLUMNS.map(([name]) => [name, 0]));
+      for (const [name] of MODEL_COLUMNS) byModel[model][name] += totals[name] || 0;
     }
   }
-  if (!byModel.size) return null;
-  const columns = [["requests", "Requests"], ["input-tokens", "Input tokens"], ["output-tokens", "Output tokens"], ["cost", "Cost"]];
+  return byModel;
+}
+
+/** A table of the LLM gateway's calls by model (model, requests, input and output tokens, cost);
+ * `byModel` is shaped as GET /v1/usage's by-model: {"openai/gpt-4o": {requests, "input-tokens",
+ * "output-tokens", cost}}. Null when there were none. With `hiddenCaption`, the caption is for
+ * screen readers only (under a heading that says the same). Shared by a key's usage and the
+ * account's summary. */
+export function modelTable(byModel, { hiddenCaption = false } = {}) {
+  const models = Object.keys(byModel || {}).sort();
+  if (!models.length) return null;
   return h("div", { class: "table-wrap" }, h("table", { "data-model-table": "" },
-    h("caption", null, "LLM gateway calls by model"),
+    h("caption", { class: hiddenCaption ? "visually-hidden" : null }, "LLM gateway calls by model"),
     h("thead", null, h("tr", null, h("th", { scope: "col" }, "Model"),
-      columns.map(([, label]) => h("th", { scope: "col", class: "number" }, label)))),
-    h("tbody", null, [...byModel.keys()].sort().map((model) => h("tr", { "data-model": model },
+      MODEL_COLUMNS.map(([, label]) => h("th", { scope: "col", class: "number" }, label)))),
+    h("tbody", null, models.map((model) => h("tr", { "data-model": model },
       h("th", { scope: "row" }, model),
-      columns.map(([name]) => h("td", { class: "number", "data-column": name }, byModel.get(model)[name])))))));
+      MODEL_COLUMNS.map(([name]) => h("td", { class: "number", "data-column": name },
+        Number(byModel[model][name] || 0).toLocaleString())))))));
 }
 
 /** Draw the usage of `document`'s key (its attributes: from, to, granularity, totals, series). */
@@ -159,7 +171,7 @@ function drawUsage(target, attributes) {
     drawChart(all, order, attributes.granularity, `Verifications per ${attributes.granularity}, by outcome. ${summary}`, width),
     sum ? legend(order, totals) : h("p", { class: "empty" }, summary),
     table(all, order, attributes.granularity),
-    modelTable(attributes.series),
+    modelTable(modelTotals(attributes.series)),
   ].filter(Boolean));
 }
 
@@ -175,6 +187,7 @@ export function usageSection(keyId) {
     const chosen = RANGES.find((r) => r.value === range.value);
     const to = new Date();
     target.setAttribute("aria-busy", "true");
+    loading(target, "Loading usage…");
     try {
       const document = await api.get(`/api-keys/${encodeURIComponent(keyId)}/usage`, {
         "filter[from]": new Date(to.getTime() - chosen.span).toISOString(), "filter[to]": to.toISOString(), "group-by": groupBy.value,
