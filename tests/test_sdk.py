@@ -2,12 +2,18 @@
 the example service it protects (examples/protected_service.py, in process with Flask's test client).
 
 Every verification code becomes its HTTP answer; a revoked key is refused within the cache's
-lifetime; Latchkey stopped gives each fail policy; no raw key is kept in the cache or logged; a
-Retry-After beyond the cap is not waited for; signed answers, when the server issues them, check
-out end to end. The SDK's own unit tests (fake Latchkey, tokens signed with keys made in the
-test) are in sdk/python/tests, collected by the same pytest run.
+lifetime; Latchkey stopped gives each fail policy, and Latchkey refusing the service itself (429)
+lets nobody through under any; no raw key is kept in the cache or logged; a Retry-After beyond the
+cap is not waited for; a cached answer ends with its secret's rotation grace or expiry; signed
+answers check out end to end, and tampered, expired, other-audience and unknown-kid tokens do not;
+a signing-key rotation is picked up at once. The SDK's own unit tests (fake Latchkey, tokens signed
+with keys made in the test) are in sdk/python/tests, collected by the same pytest run.
 """
+import json
 import logging
+import re
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -17,12 +23,25 @@ from types import SimpleNamespace
 import jwt
 import pytest
 import requests
-from latchkey_client import CODES, FAIL_POLICIES, STATUS_OF, InvalidToken, Latchkey, LatchkeyUnavailable
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from latchkey_client import CODES, FAIL_POLICIES, STATUS_OF, InvalidToken, Latchkey, LatchkeyThrottled
+from sqlalchemy import select
 
+from app.extensions import db
+from app.models import SigningKey
 from app.models.types import utcnow
+from app.services import signing
 from examples.protected_service import create_app
 from tests.helpers import JSONAPI, Seeder, delete_keys
-from tests.servers import fresh_database, gunicorn, redis_url_or_none, run_migrations, service_env, wait_until
+from tests.servers import (
+    ROOT,
+    fresh_database,
+    gunicorn,
+    redis_url_or_none,
+    run_migrations,
+    service_env,
+    wait_until,
+)
 
 CACHE_TTL = 2.0  # the protected service's cache lifetime in these tests
 KEY_CACHE_SECONDS = 1.0  # Latchkey's own: a revocation reaches every worker within it
@@ -43,8 +62,8 @@ def latchkey(tmp_path_factory):
             service = seeder.key(admin_id, scopes=["keys:verify"])
             owner_id, owner_token = seeder.user("sdk-owner@example.com")
             with gunicorn(env, workers=2 if storage.startswith("redis") else 1) as base:
-                yield SimpleNamespace(base=base, env=env, seeder=seeder, service=service, owner_id=owner_id,
-                                      owner_token=owner_token)
+                yield SimpleNamespace(base=base, env=env, seeder=seeder, admin_id=admin_id, service=service,
+                                      owner_id=owner_id, owner_token=owner_token)
         finally:
             seeder.close()
             delete_keys(storage, env["RATELIMIT_KEY_PREFIX"])
@@ -231,8 +250,8 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for(latchkey, secrets_seen):
             started = time.monotonic()
             try:
                 bad.verify("lk_" + "x" * 38)
-            except LatchkeyUnavailable as outage:
-                outcomes.append((outage.status, time.monotonic() - started, outage.retry_after))
+            except LatchkeyThrottled as refused:
+                outcomes.append((refused.status, time.monotonic() - started, refused.retry_after))
             except Exception as error:  # noqa: BLE001 -- the 401s before the limit
                 outcomes.append((getattr(error, "status", None), time.monotonic() - started, None))
     limited = [outcome for outcome in outcomes if outcome[0] == 429]
@@ -240,13 +259,12 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for(latchkey, secrets_seen):
     assert all(seconds < 1 and retry_after > 2 for _, seconds, retry_after in limited), limited
 
 
-# --- signed answers end to end (needs the server half of issue 14) --------------------------------
+# --- signed answers end to end --------------------------------------------------------------------
 
 def test_signed_answers_from_the_real_server(latchkey, client, web, make_key):
     secret = make_key()
     answer = client.verify(secret, ["llm:chat"])
-    if answer.token is None:
-        pytest.skip("this Latchkey issues no signed answers yet (issue 14's server half)")
+    assert answer.token is not None, "Latchkey gave no signed answer to a service that asked for one"
     header = jwt.get_unverified_header(answer.token)
     claims = jwt.decode(answer.token, options={"verify_signature": False})
     service_id = latchkey.seeder.key_id(latchkey.service)
@@ -263,3 +281,177 @@ def test_signed_answers_from_the_real_server(latchkey, client, web, make_key):
         client.check_token(answer.token[:-4] + ("AAAA" if not answer.token.endswith("AAAA") else "BBBB"))
     jwks = requests.get(f"{latchkey.base}/.well-known/jwks.json", timeout=10).json()
     assert header["kid"] in {key["kid"] for key in jwks["keys"]}
+
+
+def signed_again(latchkey, token, **changes):
+    """`token` with `changes` to its claims, signed again by the very Latchkey key that signed it (read
+    from the server's database, decrypted with its SECRET_KEY): the signature holds, the changed
+    claims are all that is wrong."""
+    kid = jwt.get_unverified_header(token)["kid"]
+    with latchkey.seeder.app.app_context():
+        encrypted = db.session.scalar(select(SigningKey.encrypted_private_key).where(SigningKey.kid == kid))
+    private = Ed25519PrivateKey.from_private_bytes(signing.fernet(latchkey.env["SECRET_KEY"]).decrypt(encrypted))
+    claims = {**jwt.decode(token, options={"verify_signature": False}), **changes}
+    return jwt.encode(claims, private, algorithm="EdDSA", headers={"kid": kid})
+
+
+def with_payload(token, **changes):
+    """`token` with `changes` to its claims and Latchkey's signature kept as it was."""
+    header, _, signature = token.split(".")
+    claims = {**jwt.decode(token, options={"verify_signature": False}), **changes}
+    payload = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
+    return f"{header}.{payload}.{signature}"
+
+
+def a_stranger_signs(token):
+    """`token`'s claims signed by a key Latchkey never had, under a kid it never published."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "not-latchkeys-kid"})
+
+
+# A real token from Latchkey, changed: how, and what the SDK's local check says.
+FORGERIES = {
+    "another key's id, signature kept": (lambda lk, token: with_payload(token, sub="999999"), "Signature"),
+    "more scopes, signature kept": (lambda lk, token: with_payload(token, scopes=["*"]), "Signature"),
+    "a longer life, signature kept": (lambda lk, token: with_payload(token, exp=int(time.time()) + 86400),
+                                      "Signature"),
+    "signature changed": (lambda lk, token: token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"),
+                          "Signature"),
+    "expired, signed by Latchkey's key": (lambda lk, token: signed_again(lk, token, iat=int(time.time()) - 120,
+                                                                         exp=int(time.time()) - 60), "Expired"),
+    "another audience, signed by Latchkey's key": (lambda lk, token: signed_again(lk, token, aud="key:999999"),
+                                                   "Audience"),
+    "unknown kid": (lambda lk, token: a_stranger_signs(token), "unknown signing key"),
+}
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+def test_a_changed_token_is_refused_by_the_local_check(latchkey, client, make_key, forgery):
+    secret = make_key()
+    answer = client.verify(secret, ["llm:chat"])
+    assert client.check_token(signed_again(latchkey, answer.token)).key_id == answer.key_id  # the helper is sound
+    forge, refusal = FORGERIES[forgery]
+    forged = forge(latchkey, answer.token)
+    fetches = client.tokens.fetches
+    for _ in range(2):
+        with pytest.raises(InvalidToken, match=refusal):
+            client.check_token(forged)
+    assert client.tokens.fetches - fetches == (1 if forgery == "unknown kid" else 0)  # a stranger's kid: once
+
+
+def test_a_token_of_another_service_is_refused(latchkey, client, make_key, secrets_seen):
+    """A real token, signed by Latchkey for another service (its audience), is not this service's."""
+    other = secrets_seen.add(latchkey.seeder.key(latchkey.admin_id, scopes=["keys:verify"]))
+    secret = make_key()
+    client.verify(secret, ["llm:chat"])  # this service's audience is learned
+    with Latchkey(latchkey.base, other) as elsewhere:
+        theirs = elsewhere.verify(secret, ["llm:chat"]).token
+    assert jwt.decode(theirs, options={"verify_signature": False})["aud"] != client.tokens.audience
+    with pytest.raises(InvalidToken, match="Audience"):
+        client.check_token(theirs)
+
+
+def test_a_cached_answer_whose_token_expired_is_not_served(client, web, make_key, monkeypatch):
+    secret = make_key()
+    assert web.get("/v1/hello", headers=key_header(secret)).get_json()["data"]["source"] == "latchkey"
+    assert web.get("/v1/hello", headers=key_header(secret)).get_json()["data"]["source"] == "cache"
+    (entry,) = client.cache.entries()
+    monkeypatch.setattr(client.tokens, "_clock", lambda: entry.claims.exp + 1)  # past the token's exp
+    again = web.get("/v1/hello", headers=key_header(secret))
+    assert again.status_code == 200 and again.get_json()["data"]["source"] == "latchkey"
+
+
+def test_a_signing_key_rotation_is_picked_up_at_once(latchkey, make_key, monkeypatch):
+    """`manage.py tokens rotate-signing-key` on the server's database: once Latchkey's workers sign
+    with the new key (within signing.REFRESH_SECONDS), the first answer under its kid refetches the
+    JWK set at once and is served; an answer cached before the rotation is still served from the
+    cache, until its token expires."""
+    before, after = make_key(), make_key()
+    with Latchkey(latchkey.base, latchkey.service, cache_ttl=60) as client:
+        web = create_app(client).test_client()
+        assert web.get("/v1/hello", headers=key_header(before)).status_code == 200
+        (cached,) = client.cache.entries()
+        rotated = subprocess.run([sys.executable, "manage.py", "tokens", "rotate-signing-key"], cwd=ROOT,
+                                 env=latchkey.env, capture_output=True, text=True, timeout=120)
+        assert rotated.returncode == 0, rotated.stderr[-2000:]
+        new_kid = re.search(r"Signing key (\S+) now signs", rotated.stdout).group(1)
+        assert new_kid != cached.claims.kid
+        time.sleep(signing.REFRESH_SECONDS + 0.5)  # every worker signs its next token with the new key
+        fetches = client.tokens.fetches
+
+        served = web.get("/v1/hello", headers=key_header(after))
+        assert served.status_code == 200, served.get_data(as_text=True)
+        assert served.get_json()["data"]["source"] == "latchkey"
+        (entry,) = [e for e in client.cache.entries() if e.answer.key_id == str(latchkey.seeder.key_id(after))]
+        assert entry.claims.kid == new_kid and client.tokens.fetches == fetches + 1
+        assert web.get("/v1/hello", headers=key_header(after)).get_json()["data"]["source"] == "cache"
+
+        old = web.get("/v1/hello", headers=key_header(before))
+        assert old.status_code == 200 and old.get_json()["data"]["source"] == "cache"  # the old key is still listed
+        monkeypatch.setattr(client.tokens, "_clock", lambda: cached.claims.exp + 1)
+        expired = web.get("/v1/hello", headers=key_header(before))
+        assert expired.status_code == 200 and expired.get_json()["data"]["source"] == "latchkey"
+        assert client.tokens.fetches == fetches + 1
+
+
+# --- Latchkey refusing the service itself ----------------------------------------------------------
+
+@pytest.mark.parametrize("policy", ["open", "cached"])
+@pytest.mark.parametrize("trouble", ["revoked service key", "service key's quota spent"])
+def test_latchkey_refusing_the_service_lets_nobody_through(latchkey, make_key, secrets_seen, policy, trouble):
+    """Latchkey answers 429 to a service whose key is revoked or wrong, once its address is over
+    AUTH_FAILURES (RATE_LIMITED), and to a service whose key's own quota is spent (QUOTA_EXCEEDED:
+    junk keys spend it too). Latchkey is up: neither fail="open" nor fail="cached" lets a request
+    through on that; the service answers 503 LATCHKEY_THROTTLED, never 200."""
+    valid = make_key()
+    if trouble == "revoked service key":
+        service = latchkey.seeder.key(latchkey.admin_id, scopes=["keys:verify"], status="revoked")
+    else:
+        service = latchkey.seeder.key(latchkey.admin_id, scopes=["keys:verify"], quota_limit=2, quota_period="day")
+    secrets_seen.add(service)
+    with Latchkey(latchkey.base, service, fail=policy, cache_ttl=0.2, stale_ttl=60, retries=1) as client:
+        web = create_app(client).test_client()
+        if trouble == "service key's quota spent":
+            first = web.get("/v1/hello", headers=key_header(valid))  # counted: 1 of 2, and cached
+            assert first.status_code == 200 and first.get_json()["data"]["source"] == "latchkey"
+            assert error_code(web.get("/v1/hello", headers=key_header("lk_" + "j" * 38)), 401) == "NOT_FOUND"
+            time.sleep(0.25)  # the cached answer is stale: fail="cached" would serve it were Latchkey down
+        answers = []
+        for attempt in range(12):
+            secret = valid if attempt % 2 == 0 else "lk_" + uuid.uuid4().hex + "junk00"
+            response = web.get("/v1/hello", headers=key_header(secret))
+            assert response.status_code != 200, response.get_data(as_text=True)
+            answers.append((response.status_code, response.get_json(force=True)["errors"][0]["code"]))
+            if response.status_code == 503:
+                break
+        # A revoked service key is a 401 (500 LATCHKEY_ERROR here) until the address is over the limit.
+        assert set(answers[:-1]) <= {(500, "LATCHKEY_ERROR")}, answers
+        assert error_code(response, 503) == "LATCHKEY_THROTTLED" and int(response.headers["Retry-After"]) >= 1
+
+
+# --- the cache ends with the secret ----------------------------------------------------------------
+
+@pytest.mark.parametrize("ends", ["rotation grace", "expiry"])
+def test_an_unsigned_cached_answer_ends_when_its_secret_stops_working(latchkey, make_key, secrets_seen, ends):
+    """Without a token to bound it (tokens=False), a cached answer is not served past the end of the
+    rotation grace of the secret it checked, nor past the key's expiry, however long cache_ttl."""
+    if ends == "expiry":
+        secret = make_key(expires_at=utcnow() + timedelta(seconds=2))
+    else:
+        secret = make_key()
+        rotated = requests.post(
+            f"{latchkey.base}/v1/api-keys/{latchkey.seeder.key_id(secret)}/rotate", timeout=10,
+            headers={"Authorization": f"Bearer {latchkey.owner_token}", "Content-Type": JSONAPI},
+            json={"data": {"type": "api-keys", "attributes": {"grace-period": 2}}})
+        assert rotated.status_code == 201, rotated.text
+        secrets_seen.add(rotated.json()["data"]["attributes"]["secret"])
+    with Latchkey(latchkey.base, latchkey.service, tokens=False, cache_ttl=60) as client:
+        web = create_app(client).test_client()
+        assert web.get("/v1/hello", headers=key_header(secret)).status_code == 200
+        assert web.get("/v1/hello", headers=key_header(secret)).get_json()["data"]["source"] == "cache"
+        (entry,) = client.cache.entries()
+        assert entry.claims is None and entry.fresh_until - time.monotonic() <= 2
+        if ends == "rotation grace":
+            assert entry.answer.rotation_grace_until is not None
+        wait_until(lambda: web.get("/v1/hello", headers=key_header(secret)).status_code == 401, 4,
+                   "the cached answer to end with the secret")

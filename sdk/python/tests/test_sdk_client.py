@@ -2,9 +2,17 @@
 answers, retries and Retry-After, the fail policies, and where the key may (not) be found."""
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from latchkey_client import InvalidToken, Latchkey, LatchkeyRequestError, LatchkeyUnavailable, Verification
+from latchkey_client import (
+    InvalidToken,
+    Latchkey,
+    LatchkeyRequestError,
+    LatchkeyThrottled,
+    LatchkeyUnavailable,
+    Verification,
+)
 from sdk_fakes import Signer, refusal
 
 KEY = "lk_" + "k" * 38
@@ -56,6 +64,27 @@ def test_a_signed_answer_is_cached_no_longer_than_its_token_lives(fake):
         (entry,) = client.cache.entries()
         assert entry.fresh_until - time.monotonic() <= 1.01
         assert entry.claims is not None and client.tokens.audience == "key:1"
+
+
+@pytest.mark.parametrize("ends", ["rotation-grace-until", "expires-at"])
+@pytest.mark.parametrize("policy", ["closed", "cached"])
+def test_an_unsigned_answer_is_cached_no_longer_than_its_secret_works(fake, ends, policy):
+    """Without a token to bound it, a valid answer is served from the cache (and, under
+    fail="cached", kept) no later than the end of the checked secret's rotation grace or the key's
+    expiry."""
+    until = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+
+    def valid(body):
+        status, headers, document = fake.valid(body)
+        document["meta"]["key"][ends] = until
+        return status, headers, document
+
+    fake.respond = valid
+    with Latchkey(fake.url, "lk_service", cache_ttl=60, stale_ttl=60, fail=policy, tokens=False) as client:
+        answer = client.verify(KEY)
+        assert answer.token is None
+        (entry,) = client.cache.entries()
+        assert entry.fresh_until - time.monotonic() <= 1.01 and entry.usable_until - time.monotonic() <= 1.01
 
 
 def test_a_cached_signed_answer_is_rechecked_on_every_use(client, fake, monkeypatch):
@@ -138,10 +167,31 @@ def test_a_429_whose_retry_after_exceeds_the_cap_is_not_waited_for(fake):
     fake.respond = answers((429, {"Retry-After": "60"}, {"errors": [{"status": "429", "code": "RATE_LIMITED"}]}))
     with Latchkey(fake.url, "lk_service", max_retry_after=2) as client:
         started = time.monotonic()
-        with pytest.raises(LatchkeyUnavailable) as raised:
+        with pytest.raises(LatchkeyThrottled) as raised:
             client.verify(KEY)
     assert time.monotonic() - started < 0.5 and len(fake.requests) == 1
-    assert (raised.value.status, raised.value.retry_after) == (429, 60)
+    assert (raised.value.status, raised.value.code, raised.value.retry_after) == (429, "RATE_LIMITED", 60)
+
+
+def test_a_429_is_retried_after_its_retry_after(fake):
+    fake.respond = answers((429, {"Retry-After": "0"}, {"errors": [{"status": "429", "code": "QUOTA_EXCEEDED"}]}))
+    with Latchkey(fake.url, "lk_service") as client:
+        assert client.verify(KEY).valid and len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("policy", ["closed", "open", "cached"])
+@pytest.mark.parametrize("code", ["RATE_LIMITED", "QUOTA_EXCEEDED"])
+def test_a_429_after_the_retries_refuses_the_service_whatever_the_fail_policy(fake, policy, code):
+    """Latchkey is up and refuses this service (its failed-authentication limit: a wrong or revoked
+    service key; its key's quota, which junk keys can spend): no policy may let requests through."""
+    with Latchkey(fake.url, "lk_service", fail=policy, cache_ttl=0.05, stale_ttl=60, retries=1) as client:
+        assert client.verify(KEY).valid  # cached, for fail="cached"
+        time.sleep(0.06)
+        fake.respond = lambda body: (429, {"Retry-After": "0"}, {"errors": [{"status": "429", "code": code}]})
+        with pytest.raises(LatchkeyThrottled) as raised:
+            client.verify(KEY)
+        assert not isinstance(raised.value, LatchkeyUnavailable)
+        assert (raised.value.status, raised.value.code) == (429, code) and len(fake.requests) == 3
 
 
 def test_5xx_answers_are_retried_with_backoff_then_unavailable(fake):

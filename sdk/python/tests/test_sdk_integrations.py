@@ -4,7 +4,14 @@ import json
 
 import pytest
 from flask import Flask, g
-from latchkey_client import CODES, STATUS_OF, LatchkeyRequestError, LatchkeyUnavailable, Verification
+from latchkey_client import (
+    CODES,
+    STATUS_OF,
+    LatchkeyRequestError,
+    LatchkeyThrottled,
+    LatchkeyUnavailable,
+    Verification,
+)
 from latchkey_client.flask import LatchkeyFlask, require_key
 from latchkey_client.wsgi import ENVIRON_KEY, LatchkeyMiddleware
 from werkzeug.test import Client
@@ -102,6 +109,16 @@ def test_latchkey_unreachable_is_503_and_a_refused_service_is_500(web, stub):
     assert error_of(response, 503) == "LATCHKEY_UNAVAILABLE" and response.headers["Retry-After"] == "3"
     stub.error = LatchkeyRequestError(401, "NOT_FOUND", "unknown key")
     assert error_of(web.get("/thing", headers={"X-API-Key": "lk_abc"}), 500) == "LATCHKEY_ERROR"
+
+
+@pytest.mark.parametrize("code", ["RATE_LIMITED", "QUOTA_EXCEEDED"])
+def test_latchkey_refusing_the_service_is_503_never_served(web, stub, code):
+    stub.error = LatchkeyThrottled(429, code, "too many", retry_after=42.5)
+    response = web.get("/thing", headers={"X-API-Key": "lk_abc"})
+    assert error_of(response, 503) == "LATCHKEY_THROTTLED" and response.headers["Retry-After"] == "43"
+    stub.error = LatchkeyThrottled(429, code, "too many")
+    response = web.get("/thing", headers={"X-API-Key": "lk_abc"})
+    assert error_of(response, 503) == "LATCHKEY_THROTTLED" and "Retry-After" not in response.headers
 
 
 def test_unprotected_paths_are_not_checked(web, stub):

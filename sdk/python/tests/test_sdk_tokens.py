@@ -3,10 +3,11 @@ function that counts its calls), with keys that sign tokens in the tests."""
 import base64
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
-from latchkey_client import InvalidToken, TokenVerifier
+from latchkey_client import InvalidToken, LatchkeyUnavailable, TokenVerifier
 from sdk_fakes import SERVICE_AUDIENCE, Signer
 
 
@@ -105,29 +106,15 @@ def test_a_token_without_a_required_claim_is_refused(verifier, signer, missing):
         verifier.verify(jwt.encode(claims, signer.private, algorithm="EdDSA", headers={"kid": signer.kid}))
 
 
-def test_an_unknown_kid_refetches_the_jwk_set_once_and_no_more_often_than_allowed(verifier, jwks, monotonic):
-    """A token is from Latchkey itself, so an unknown kid means a rotation: one refetch, at most
-    once per refetch_interval, so a stream of strangers cannot turn every check into a fetch."""
-    stranger = Signer()
-    with pytest.raises(InvalidToken, match="unknown signing key"):
-        verifier.verify(stranger.token())
-    assert jwks["fetches"] == 1  # the first fetch; no key under that kid
-    monotonic.now += 5
-    with pytest.raises(InvalidToken, match="unknown signing key"):
-        verifier.verify(Signer().token())
-    assert jwks["fetches"] == 1  # within refetch_interval (30 s): no second fetch
-    monotonic.now += 30
-    with pytest.raises(InvalidToken, match="unknown signing key"):
-        verifier.verify(stranger.token())
-    assert jwks["fetches"] == 2  # one refetch for the unknown kid, then refused
-
-
-def test_a_rotated_key_is_fetched_and_a_withdrawn_one_voids_what_it_signed(verifier, jwks, signer, monotonic):
+def test_a_rotated_key_is_fetched_at_once_and_a_withdrawn_one_voids_what_it_signed(verifier, jwks, signer,
+                                                                                   monotonic):
+    """A token is from Latchkey itself, so a kid never seen means a rotation: the JWK set is fetched
+    again at once, however recent the last fetch (waiting would refuse every fresh answer)."""
     old = verifier.verify(signer.token())
     successor = Signer()
     jwks["keys"] = [signer.jwk(), successor.jwk()]
-    monotonic.now += 31
-    new = verifier.verify(successor.token())  # unknown kid: one refetch finds it
+    monotonic.now += 1  # well within refetch_interval
+    new = verifier.verify(successor.token())
     assert jwks["fetches"] == 2
     assert verifier.still_valid(old) and verifier.still_valid(new)  # the unchanged key is still the same
     jwks["keys"] = [successor.jwk()]  # the old key withdrawn
@@ -135,6 +122,68 @@ def test_a_rotated_key_is_fetched_and_a_withdrawn_one_voids_what_it_signed(verif
     verifier.verify(successor.token())
     assert jwks["fetches"] == 3
     assert not verifier.still_valid(old) and verifier.still_valid(new)
+
+
+def test_a_kid_that_stays_unknown_refetches_no_more_than_once_per_interval(verifier, jwks, signer, monotonic):
+    """A kid a fetch did not list is remembered: a server signing under a key it does not publish
+    cannot make every check a fetch. A kid never seen still fetches at once."""
+    verifier.verify(signer.token())
+    stranger = Signer()
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        verifier.verify(stranger.token())
+    assert jwks["fetches"] == 2  # never seen: fetched at once
+    for _ in range(3):
+        monotonic.now += 5
+        with pytest.raises(InvalidToken, match="unknown signing key"):
+            verifier.verify(stranger.token())
+    assert jwks["fetches"] == 2  # remembered as unknown: not within refetch_interval (30 s)
+    jwks["keys"].append(stranger.jwk())  # published at last
+    monotonic.now += 16
+    assert verifier.verify(stranger.token()).kid == stranger.kid
+    assert jwks["fetches"] == 3
+
+
+def test_one_thread_fetches_a_rotated_key_the_others_wait_for_it(jwks, signer):
+    """Single flight: every thread that meets the new kid at once waits for the one fetch."""
+    def slow_fetch(url):
+        jwks["fetches"] += 1
+        time.sleep(0.1)
+        return {"keys": list(jwks["keys"])}
+
+    verifier = TokenVerifier("http://x/jwks", slow_fetch)
+    verifier.verify(signer.token())
+    successor = Signer()
+    jwks["keys"].append(successor.jwk())
+    tokens = [successor.token() for _ in range(8)]
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        kids = list(pool.map(lambda token: verifier.verify(token).kid, tokens))
+    assert kids == [successor.kid] * len(tokens) and jwks["fetches"] == 2
+
+
+def test_while_the_jwk_set_is_unreachable_an_unknown_kid_is_unavailable_not_invalid(jwks, signer, monotonic):
+    """The answer it came with is then used but not cached (the client); the fetch is retried once
+    per refetch_interval, not on every answer."""
+    down = {"now": False}
+
+    def fetch(url):
+        jwks["fetches"] += 1
+        if down["now"]:
+            raise LatchkeyUnavailable("connection refused")
+        return {"keys": list(jwks["keys"])}
+
+    verifier = TokenVerifier("http://x/jwks", fetch, monotonic=monotonic)
+    verifier.verify(signer.token())
+    successor = Signer()
+    jwks["keys"].append(successor.jwk())
+    down["now"] = True
+    for _ in range(3):
+        with pytest.raises(LatchkeyUnavailable):
+            verifier.verify(successor.token())
+        monotonic.now += 1
+    assert jwks["fetches"] == 2
+    down["now"] = False
+    monotonic.now += 30
+    assert verifier.verify(successor.token()).kid == successor.kid and jwks["fetches"] == 3
 
 
 def test_a_key_replaced_under_the_same_kid_voids_what_the_old_one_signed(verifier, jwks, signer, monotonic):

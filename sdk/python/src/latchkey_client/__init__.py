@@ -10,7 +10,13 @@ Integrations: `latchkey_client.flask` (LatchkeyFlask, require_key) and `latchkey
 """
 from latchkey_client.cache import AnswerCache, cache_key, key_hint
 from latchkey_client.client import FAIL_POLICIES, VERSION, Latchkey
-from latchkey_client.errors import InvalidToken, LatchkeyError, LatchkeyRequestError, LatchkeyUnavailable
+from latchkey_client.errors import (
+    InvalidToken,
+    LatchkeyError,
+    LatchkeyRequestError,
+    LatchkeyThrottled,
+    LatchkeyUnavailable,
+)
 from latchkey_client.responses import STATUS_OF
 from latchkey_client.tokens import TokenClaims, TokenVerifier
 from latchkey_client.verification import CODES, UNVERIFIED, VALID, Verification
@@ -18,6 +24,7 @@ from latchkey_client.verification import CODES, UNVERIFIED, VALID, Verification
 __version__ = VERSION
 __all__ = [
     "CODES", "FAIL_POLICIES", "STATUS_OF", "UNVERIFIED", "VALID", "AnswerCache", "InvalidToken", "Latchkey",
-    "LatchkeyError", "LatchkeyRequestError", "LatchkeyUnavailable", "TokenClaims", "TokenVerifier", "Verification",
+    "LatchkeyError", "LatchkeyRequestError", "LatchkeyThrottled", "LatchkeyUnavailable", "TokenClaims",
+    "TokenVerifier", "Verification",
     "cache_key", "key_hint", "__version__",
 ]

@@ -8,7 +8,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from latchkey_client.cache import AnswerCache, CacheKey, Entry, cache_key, key_hint
-from latchkey_client.errors import InvalidToken, LatchkeyError, LatchkeyRequestError, LatchkeyUnavailable
+from latchkey_client.errors import (
+    InvalidToken,
+    LatchkeyError,
+    LatchkeyRequestError,
+    LatchkeyThrottled,
+    LatchkeyUnavailable,
+)
 from latchkey_client.tokens import TokenClaims, TokenVerifier
 from latchkey_client.verification import (
     FROM_CACHE,
@@ -38,7 +44,7 @@ JSONAPI = "application/vnd.api+json"
 VERSION = "0.1.0"
 
 # Latchkey.from_env: environment variable -> (argument, conversion).
-ENVIRONMENT = {
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "LATCHKEY_URL": ("url", str),
     "LATCHKEY_SERVICE_KEY": ("service_key", str),
     "LATCHKEY_TIMEOUT": ("timeout", float),
@@ -58,16 +64,19 @@ class Latchkey:
 
     - `timeout`: seconds for connecting and for reading, per attempt.
     - `retries`: attempts after the first. 429 and 503 are retried after their `Retry-After` when
-      it is at most `max_retry_after` seconds (longer: no retry, LatchkeyUnavailable at once);
-      connection failures and other 5xx after a jittered exponential backoff (`backoff` seconds,
-      doubling). A request that may have reached Latchkey is sent again only without a `cost`.
-    - `cache_ttl`: seconds a valid answer is served from the cache, never past its token's `exp`
-      or the key's `expires-at`; `negative_ttl`: seconds a refusal is. Answers asked with a
-      `cost` are neither served from nor stored in the cache: Latchkey must count the cost.
-    - `fail`: when Latchkey cannot be asked (LatchkeyUnavailable): "closed" raises it (the
-      integrations answer 503); "open" returns a valid Verification with code UNVERIFIED and
-      `unverified=True`; "cached" serves a cached answer until it expires (its token's `exp`, or
-      `stale_ttl` seconds after it was fetched without a token), else raises.
+      it is at most `max_retry_after` seconds (longer: no retry, the error at once); connection
+      failures and other 5xx after a jittered exponential backoff (`backoff` seconds, doubling). A
+      request that may have reached Latchkey is sent again only without a `cost`. Still failing:
+      a transport failure or a 5xx is LatchkeyUnavailable, a 429 LatchkeyThrottled (Latchkey
+      refuses the service itself: its failed-authentication limit, or its key's quota).
+    - `cache_ttl`: seconds a valid answer is served from the cache, never past its token's `exp`,
+      the key's `expires-at` or the checked secret's `rotation-grace-until`; `negative_ttl`:
+      seconds a refusal is. Answers asked with a `cost` are neither served from nor stored in the
+      cache: Latchkey must count the cost.
+    - `fail`: when Latchkey cannot be asked (LatchkeyUnavailable, never LatchkeyThrottled):
+      "closed" raises it (the integrations answer 503); "open" returns a valid Verification with
+      code UNVERIFIED and `unverified=True`; "cached" serves a cached answer until it expires (its
+      token's `exp`, or `stale_ttl` seconds after it was fetched without a token), else raises.
     - `tokens`: ask Latchkey to sign valid answers (`"token": true`) and check them with its JWK
       set (`audience`, learned from the first token when None; `issuer`; `algorithms`; `leeway`
       seconds of clock skew). A cached signed answer is re-checked on every use (tokens.py);
@@ -144,8 +153,8 @@ class Latchkey:
                cost: int | None = None) -> Verification:
         """Return Latchkey's answer: may `key` use `scopes`, from the end client's address `ip`, at
         `cost` units of its budget? Raise LatchkeyUnavailable when Latchkey cannot be asked (unless
-        the fail policy answers), LatchkeyRequestError when it refuses the service itself, and
-        InvalidToken when its signed answer does not check out."""
+        the fail policy answers), LatchkeyRequestError or LatchkeyThrottled when it refuses the
+        service itself, and InvalidToken when its signed answer does not check out."""
         if not isinstance(key, str) or not key:
             return Verification(valid=False, code="NOT_FOUND")
         asked = cache_key(key, (scopes,) if isinstance(scopes, str) else scopes, ip)
@@ -188,7 +197,7 @@ class Latchkey:
 
     def _signature_holds(self, entry: Entry) -> bool:
         try:
-            return self.tokens.verify(entry.answer.token or "").jti == entry.claims.jti
+            return entry.claims is not None and self.tokens.verify(entry.answer.token or "").jti == entry.claims.jti
         except LatchkeyError:
             return False
 
@@ -202,9 +211,10 @@ class Latchkey:
         if claims is not None:
             left = claims.exp - self._clock()
             fresh, usable = min(fresh, left), left
-        if answer.expires_at is not None:
-            left = (answer.expires_at - datetime.now(UTC)).total_seconds()
-            fresh, usable = min(fresh, left), min(usable, left)
+        for ends in (answer.expires_at, answer.rotation_grace_until):  # the secret stops working then
+            if ends is not None:
+                left = (ends - datetime.now(UTC)).total_seconds()
+                fresh, usable = min(fresh, left), min(usable, left)
         if fresh <= 0:
             return None
         usable = max(usable, fresh) if self.fail == "cached" else fresh
@@ -267,6 +277,7 @@ class Latchkey:
         attempt = 0
         while True:
             retry_after = None
+            failure: LatchkeyError
             try:
                 response = self._session.post(self._verify_url, json=body, headers=self._headers,
                                               timeout=self.timeout)
@@ -280,7 +291,11 @@ class Latchkey:
                 if status != 429 and status < 500:
                     raise LatchkeyRequestError(status, *_error_of(response))
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                failure = LatchkeyUnavailable(f"Latchkey answered {status}", status=status, retry_after=retry_after)
+                if status == 429:  # Latchkey is up and refuses this service (errors.LatchkeyThrottled)
+                    failure = LatchkeyThrottled(status, *_error_of(response), retry_after=retry_after)
+                else:
+                    failure = LatchkeyUnavailable(f"Latchkey answered {status}", status=status,
+                                                  retry_after=retry_after)
                 retryable = status in (429, 503) or resend  # refused before counting, or safe to resend
                 response.close()
             if not retryable or attempt >= self.retries:

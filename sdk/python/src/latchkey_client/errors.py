@@ -7,9 +7,10 @@ class LatchkeyError(Exception):
 
 
 class LatchkeyUnavailable(LatchkeyError):
-    """Latchkey could not be asked: a connection failure or timeout, or a 5xx / 429 answer after the
-    retries. `status` is the last HTTP status (None for a transport failure); `retry_after` the
-    seconds Latchkey asked to wait, when it said."""
+    """Latchkey could not be asked: a connection failure or timeout, or a 5xx answer (503
+    DATABASE_UNAVAILABLE, LIMITS_UNAVAILABLE, ...) after the retries. `status` is the last HTTP
+    status (None for a transport failure); `retry_after` the seconds Latchkey asked to wait, when it
+    said."""
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
@@ -26,6 +27,21 @@ class LatchkeyRequestError(LatchkeyError):
         self.status = status
         self.code = code
         self.detail = detail
+
+
+class LatchkeyThrottled(LatchkeyError):
+    """Latchkey answered 429 to the service itself, after the retries: its address is over the
+    failed-authentication limit (RATE_LIMITED: the service key is wrong or revoked, or other callers
+    from its address fail), or the service key's own quota is spent (QUOTA_EXCEEDED). Latchkey is
+    up and refuses this service, so no fail policy lets a request through on it; the integrations
+    answer 503. `retry_after`: the seconds Latchkey asked to wait, when it said."""
+
+    def __init__(self, status: int, code: str | None, detail: str, *, retry_after: float | None = None):
+        super().__init__(f"Latchkey refused the service: {status} {code or ''} {detail}".strip())
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.retry_after = retry_after
 
 
 class InvalidToken(LatchkeyError):

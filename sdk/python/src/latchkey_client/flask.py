@@ -12,7 +12,6 @@ The key comes from `X-API-Key` or `Authorization: Bearer <key>`; the end client'
 `flask.g.latchkey` (a `Verification`); anything else is answered at once as a JSON:API error
 document (responses.py: 401, 403, 429, 503, 500), and the view does not run.
 """
-import logging
 import os
 from collections.abc import Callable
 from functools import wraps
@@ -20,11 +19,9 @@ from functools import wraps
 from flask import Flask, Response, current_app, g, request
 
 from latchkey_client.client import Latchkey
-from latchkey_client.errors import LatchkeyError, LatchkeyUnavailable
-from latchkey_client.responses import Refusal, client_address, credential, failure, refusal, unavailable
+from latchkey_client.responses import Refusal, check, client_address
 
 EXTENSION = "latchkey_client"
-log = logging.getLogger("latchkey_client")
 
 
 def remote_address() -> str | None:
@@ -77,20 +74,11 @@ def require_key(*scopes: str, cost: int | Callable[[], int] | None = None):
             binding = current_app.extensions.get(EXTENSION)
             if binding is None:
                 raise RuntimeError("require_key needs LatchkeyFlask(app, client) (or init_app) on this app")
-            try:
-                key = credential(request.headers.get("X-API-Key"), request.headers.get("Authorization"))
-                amount = cost() if callable(cost) else cost
-                verification = binding.client.verify(key, scopes, ip=binding.address(), cost=amount)
-                if not verification.valid:
-                    raise refusal(verification)
-            except Refusal as refused:
-                return error_response(refused)
-            except LatchkeyUnavailable as outage:
-                return error_response(unavailable(outage))
-            except LatchkeyError as error:
-                log.error("API key verification failed: %s", error)
-                return error_response(failure())
-            g.latchkey = verification
+            checked = check(binding.client, request.headers.get("X-API-Key"), request.headers.get("Authorization"),
+                            scopes, binding.address(), lambda: cost() if callable(cost) else cost)
+            if isinstance(checked, Refusal):
+                return error_response(checked)
+            g.latchkey = checked
             return current_app.ensure_sync(view)(*args, **kwargs)
 
         return protected

@@ -8,17 +8,21 @@ own codes and titles, for every integration (flask.py, wsgi.py).
 | RATE_LIMITED, QUOTA_EXCEEDED, BUDGET_EXCEEDED | 429 (with `Retry-After` when the answer tells) |
 | UNAUTHENTICATED (no key sent), INVALID_AUTHORIZATION (not `Bearer <key>`) | 401 |
 | LATCHKEY_UNAVAILABLE (Latchkey unreachable, fail="closed") | 503 with `Retry-After` |
+| LATCHKEY_THROTTLED (Latchkey answers 429 to the service itself; any fail policy) | 503 (`Retry-After` if known) |
 | LATCHKEY_ERROR (the service's key refused, an untrustworthy answer) | 500 |
 """
 import ipaddress
 import json
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from latchkey_client.errors import LatchkeyUnavailable
+from latchkey_client.errors import LatchkeyError, LatchkeyThrottled, LatchkeyUnavailable
 from latchkey_client.verification import Verification
+
+log = logging.getLogger("latchkey_client")
 
 JSONAPI = "application/vnd.api+json"
 UNAVAILABLE_RETRY_SECONDS = 5  # as Latchkey's own 503s
@@ -79,9 +83,38 @@ def unavailable(outage: LatchkeyUnavailable) -> Refusal:
                    {"Retry-After": str(max(1, math.ceil(seconds)))})
 
 
+def throttled(refused: LatchkeyThrottled) -> Refusal:
+    """The answer when Latchkey refuses the service itself with a 429 (its failed-authentication
+    limit, its key's quota): this service cannot verify keys now, so nobody is served."""
+    headers = {} if refused.retry_after is None else {"Retry-After": str(max(1, math.ceil(refused.retry_after)))}
+    return Refusal(503, "LATCHKEY_THROTTLED", "Service unavailable",
+                   "This service cannot verify API keys right now: Latchkey refuses its requests.", headers)
+
+
 def failure() -> Refusal:
     """The answer when Latchkey's answer cannot be used (a misconfigured service key, a bad token)."""
     return Refusal(500, "LATCHKEY_ERROR", "Internal server error", "API keys cannot be verified: see the logs.")
+
+
+def check(client, x_api_key: str | None, authorization: str | None, scopes: Iterable[str], ip: str | None,
+          cost: Callable[[], int | None]) -> Verification | Refusal:
+    """Verify the key a request sent (its X-API-Key and Authorization headers) with `client` for
+    `scopes` from `ip` at `cost()`: the verification when it is valid, else the Refusal to answer
+    with (every integration's one mapping of Latchkey's answers and failures)."""
+    try:
+        key = credential(x_api_key, authorization)
+        verification = client.verify(key, scopes, ip=ip, cost=cost())
+    except Refusal as refused:
+        return refused
+    except LatchkeyUnavailable as outage:
+        return unavailable(outage)
+    except LatchkeyThrottled as refused:
+        log.error("API key verification refused to this service: %s", refused)
+        return throttled(refused)
+    except LatchkeyError as error:
+        log.error("API key verification failed: %s", error)
+        return failure()
+    return verification if verification.valid else refusal(verification)
 
 
 def credential(x_api_key: str | None, authorization: str | None) -> str:

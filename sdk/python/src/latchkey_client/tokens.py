@@ -14,8 +14,15 @@ small machine, against under 1 us for the rest); a JWK set refetched without tha
 another key under its `kid`, voids every answer it signed. `verify` again (or the client's
 `recheck_signature=True`) to recompute it anyway.
 
-The JWK set is fetched on first use and again at most once per `refetch_interval` seconds when a
-token names an unknown `kid` (a key rotation), or is older than `max_age`.
+The JWK set is fetched on first use, again when it is older than `max_age`, and at once when a
+token names a `kid` never seen before. Tokens reach the SDK only in Latchkey's own answers (the
+client's) or from the service's peers (`check_token`), never from its callers, so an unknown kid
+is a rotation: waiting would refuse every fresh answer until the wait is over. One thread fetches
+(under the lock), the others then find the key. A kid still unknown after a fetch is remembered
+(the last MAX_UNKNOWN_KIDS of them) and fetched for again at most once per `refetch_interval`, so
+a server that signs under a key it does not publish cannot make every answer a fetch. While the
+last fetch failed, a token under an unknown kid raises LatchkeyUnavailable (the client then uses
+its answer without caching it), not InvalidToken.
 """
 import logging
 import threading
@@ -26,11 +33,12 @@ from typing import Any
 
 import jwt
 
-from latchkey_client.errors import InvalidToken, LatchkeyError
+from latchkey_client.errors import InvalidToken, LatchkeyError, LatchkeyUnavailable
 
 log = logging.getLogger("latchkey_client")
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat")
+MAX_UNKNOWN_KIDS = 256  # kids remembered as unknown after a fetch; more: the oldest are forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,8 @@ class TokenVerifier:
         self._keys: dict[str, Any] = {}  # kid -> jwt.PyJWK
         self._raw: dict[str, Any] = {}  # kid -> its JWK as fetched
         self._fetched_at: float | None = None
+        self._unknown: dict[str, None] = {}  # kids a fetch did not list, oldest first
+        self._failure: LatchkeyError | None = None  # why the last fetch failed, if it did
         self._lock = threading.Lock()
 
     def verify(self, token: str) -> TokenClaims:
@@ -121,25 +131,41 @@ class TokenVerifier:
 
     def _key(self, kid: str):
         """The PyJWK under `kid`: from the JWK set, fetched once, again when it is older than
-        max_age, and again (at most once per refetch_interval) when it lacks `kid`."""
-        now = self._monotonic()
+        max_age, at once when `kid` was never looked for, and at most once per refetch_interval
+        when a fetch already did not list it (the module's docstring)."""
         with self._lock:
-            stale = self._fetched_at is None or now - self._fetched_at > self.max_age
-            unknown = kid not in self._keys
-            may_refetch = self._fetched_at is None or now - self._fetched_at >= self.refetch_interval
-            if stale or (unknown and may_refetch):
-                self._refresh(now)
+            now = self._monotonic()
+            if self._fetched_at is None or now - self._fetched_at > self.max_age:
+                self._refresh(now, kid)
+            elif kid not in self._keys and (kid not in self._unknown
+                                            or now - self._fetched_at >= self.refetch_interval):
+                self._refresh(now, kid)
             key = self._keys.get(kid)
+            failure = self._failure
         if key is None:
+            if isinstance(failure, LatchkeyUnavailable):
+                raise LatchkeyUnavailable(f"signing key {kid!r} unknown, and the JWK set unreachable: {failure}")
             raise InvalidToken(f"unknown signing key {kid!r}")
         return key
 
-    def _refresh(self, now: float):
-        """Fetch the JWK set (under the lock). Keys whose JWK did not change stay the same objects,
-        so the answers they verified stay valid."""
+    def _refresh(self, now: float, kid: str):
+        """Fetch the JWK set for a token under `kid` (under the lock). Keys whose JWK did not change
+        stay the same objects, so the answers they verified stay valid."""
         self._fetched_at = now  # a failed fetch counts too: no retry storm against a down server
         self.fetches += 1
-        document = self._fetch(self.jwks_url)
+        try:
+            self._replace_keys(self._fetch(self.jwks_url))
+        except LatchkeyError as error:
+            self._failure = error
+            raise
+        finally:
+            if kid not in self._keys:
+                self._unknown[kid] = None
+                if len(self._unknown) > MAX_UNKNOWN_KIDS:
+                    del self._unknown[next(iter(self._unknown))]
+        self._failure = None
+
+    def _replace_keys(self, document: Mapping[str, Any]):
         listed = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(listed, list):
             raise LatchkeyError(f"not a JWK set: {self.jwks_url}")
@@ -161,3 +187,5 @@ class TokenVerifier:
         if dropped:
             log.info("Latchkey signing keys withdrawn: %s", ", ".join(sorted(dropped)))
         self._keys, self._raw = keys, raw
+        for listed_kid in keys:
+            self._unknown.pop(listed_kid, None)

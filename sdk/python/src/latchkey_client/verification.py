@@ -24,11 +24,12 @@ FROM_TOKEN = "token"         # Latchkey.check_token: a signed answer checked off
 class Verification:
     """Whether a key may do what was asked, and what Latchkey said about it.
 
-    `valid` and `code` are always set; the key's fields only on a valid answer; the remaining
-    allowances when the key has such limits; `retry_after` (seconds) on RATE_LIMITED (the window's
-    length: an upper bound) and on QUOTA_EXCEEDED / BUDGET_EXCEEDED of a day or month (until the
-    reset). `source` says where the answer came from (FROM_* above); `unverified` is True only for
-    a request let through by fail="open"."""
+    `valid` and `code` are always set; the key's fields only on a valid answer
+    (`rotation_grace_until` only when the secret checked is one a rotation replaced: it stops
+    working then); the remaining allowances when the key has such limits; `retry_after` (seconds)
+    on RATE_LIMITED (the window's length: an upper bound) and on QUOTA_EXCEEDED / BUDGET_EXCEEDED
+    of a day or month (until the reset). `source` says where the answer came from (FROM_* above);
+    `unverified` is True only for a request let through by fail="open"."""
 
     valid: bool
     code: str
@@ -38,6 +39,7 @@ class Verification:
     scopes: tuple[str, ...] = ()
     missing_scopes: tuple[str, ...] = ()
     expires_at: datetime | None = None
+    rotation_grace_until: datetime | None = None
     rate_limit_remaining: int | None = None
     quota_remaining: int | None = None
     budget_remaining: int | None = None
@@ -65,6 +67,7 @@ class Verification:
             scopes=tuple(key.get("scopes") or ()),
             missing_scopes=tuple(meta.get("missing-scopes") or ()),
             expires_at=_instant(key.get("expires-at")),
+            rotation_grace_until=_instant(key.get("rotation-grace-until")),
             rate_limit_remaining=_remaining(rate_limit),
             quota_remaining=_remaining(quota),
             budget_remaining=_remaining(budget),

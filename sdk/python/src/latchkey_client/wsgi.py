@@ -5,16 +5,13 @@
 A valid answer is put in the environ under `latchkey.verification`; anything else is answered by
 the middleware itself (responses.py), and the application is not called.
 """
-import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
 from latchkey_client.client import Latchkey
-from latchkey_client.errors import LatchkeyError, LatchkeyUnavailable
-from latchkey_client.responses import Refusal, client_address, credential, failure, refusal, unavailable
+from latchkey_client.responses import Refusal, check, client_address
 
 ENVIRON_KEY = "latchkey.verification"
-log = logging.getLogger("latchkey_client")
 
 
 def remote_address(environ: dict) -> str | None:
@@ -40,20 +37,11 @@ class LatchkeyMiddleware:
         path = environ.get("PATH_INFO") or "/"
         if path in self.exempt or not path.startswith(self.prefixes):
             return self.app(environ, start_response)
-        try:
-            key = credential(environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION"))
-            amount = self.cost(environ) if callable(self.cost) else self.cost
-            verification = self.client.verify(key, self.scopes, ip=self.address(environ), cost=amount)
-            if not verification.valid:
-                raise refusal(verification)
-        except Refusal as refused:
-            return _answer(refused, start_response)
-        except LatchkeyUnavailable as outage:
-            return _answer(unavailable(outage), start_response)
-        except LatchkeyError as error:
-            log.error("API key verification failed: %s", error)
-            return _answer(failure(), start_response)
-        environ[ENVIRON_KEY] = verification
+        checked = check(self.client, environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION"), self.scopes,
+                        self.address(environ), lambda: self.cost(environ) if callable(self.cost) else self.cost)
+        if isinstance(checked, Refusal):
+            return _answer(checked, start_response)
+        environ[ENVIRON_KEY] = checked
         return self.app(environ, start_response)
 
 
