@@ -49,7 +49,7 @@ def create_app(config_class=Config, **overrides):
     usage.init_app(app)
     key_cache.init_app(app)
     verify.init_app(app)  # the verification fast path, in front of Flask
-    request_helpers.init_app(app)  # MAX_CONTENT_LENGTH, in front of the fast path too; strict JSON bodies
+    request_helpers.init_app(app)  # MAX_CONTENT_LENGTH and /v1 paths' trailing slash, in front of the fast path too
     if app.config["TRUSTED_PROXIES"] > 0:  # outermost: every layer sees the client's address
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

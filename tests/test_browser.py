@@ -91,7 +91,7 @@ def test_a_page_on_another_origin_reads_location_and_the_limit_headers(browser, 
                            [service, "browser@example.com", PASSWORD])
 
     assert result["secretShown"], result
-    assert result["location"].endswith(f"/v1/api-keys/{result['keyId']}")  # relative, like the links
+    assert result["location"] == f"{service}/v1/api-keys/{result['keyId']}"  # absolute, like the links
     *served, refused = result["listings"]
     # The key's creation spent one request of the endpoint's limit.
     assert [listing["remaining"] for listing in served] == [str(n) for n in range(REQUESTS_PER_MINUTE - 2, -1, -1)]

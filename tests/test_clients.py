@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import requests
@@ -57,10 +58,10 @@ def test_an_npm_client(service, script):
 
 
 def test_jsonapi_requests(service, secrets_seen):
-    """jsonapi-requests 0.8.0 (its ORM): APPEND_SLASH is False, as its default appends a slash to every
-    URL (then a 404 here, and a slash after the query string of a followed link)."""
+    """jsonapi-requests 0.8.0 (its ORM), with its defaults: it appends a slash to every URL, which
+    Latchkey serves as the same resource."""
     email = "jsonapi-requests@example.com"
-    anonymous = orm.OrmApi.config({"API_ROOT": f"{service}/v1", "APPEND_SLASH": False})
+    anonymous = orm.OrmApi.config({"API_ROOT": f"{service}/v1"})
     signed_up = anonymous.endpoint("users").post(
         object=data.JsonApiObject(type="users", attributes={"email": email, "password": PASSWORD}))
     assert signed_up.status_code == 201
@@ -71,7 +72,7 @@ def test_jsonapi_requests(service, secrets_seen):
         request.headers["Authorization"] = f"Bearer {token}"
         return request
 
-    keys_api = orm.OrmApi.config({"API_ROOT": f"{service}/v1", "APPEND_SLASH": False, "AUTH": bearer})
+    keys_api = orm.OrmApi.config({"API_ROOT": f"{service}/v1", "AUTH": bearer})
 
     class User(orm.ApiModel):  # what an included owner becomes
         class Meta:
@@ -109,7 +110,10 @@ def test_jsonapi_requests(service, secrets_seen):
 
     page = keys_api.endpoint("api-keys").get(params={"page[size]": 2}).content
     assert len(page.data) == 2
-    following = keys_api.endpoint(page.links["next"]).get().content
+    # Its bug: it appends the slash after a link's query string too ("...page[number]=2/", a 400), so
+    # a link with a query is followed with the query as params (README, client section).
+    link, _, query = page.links["next"].partition("?")
+    following = keys_api.endpoint(link).get(params=parse_qsl(query)).content
     assert [key.attributes["name"] for key in following.data] == ["third"]
     assert [key.id for key in ApiKey.get_list(params={"filter[name]": "renamed"})] == [first.id]
     assert [key.name for key in ApiKey.get_list(params={"sort": "-name"})] == ["third", "second", "renamed"]

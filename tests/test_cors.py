@@ -3,7 +3,7 @@ and that preflights cost the caller nothing. The same flow in a real browser: te
 import pytest
 
 from app.api.helpers.cors import EXPOSED_HEADERS
-from tests.helpers import key_header
+from tests.helpers import key_header, resource
 
 ORIGIN = "https://console.example.com"
 
@@ -24,6 +24,7 @@ def preflight(client, path, method, headers="authorization, content-type"):
     ("/v1/api-keys/7/revoke", "POST"),
     ("/v1/api-keys/verify", "POST"),
     ("/v1/audit-events", "GET"),
+    ("/v1/users/7/api-keys", "GET"),  # the route of /v1/api-keys, whose POST is refused here
 ])
 def test_a_preflight_is_told_the_methods_of_the_path_only(client, path, methods):
     response = preflight(client, path, "GET")
@@ -32,6 +33,21 @@ def test_a_preflight_is_told_the_methods_of_the_path_only(client, path, methods)
     assert response.headers["Access-Control-Allow-Methods"] == methods
     assert response.headers["Access-Control-Max-Age"] == "600"
     assert response.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+
+
+@pytest.mark.parametrize("path", ["/v1/api-keys", "/v1/users/{user}/api-keys", "/v1/api-keys/{key}",
+                                  "/v1/api-keys/{key}/revoke", "/v1/users/{user}/relationships/api-keys"])
+def test_a_preflight_names_the_methods_a_405_allows(client, make, path):
+    """One list of a path's methods for browsers and for a 405's Allow (errors.served_methods)."""
+    owner = make.user(admin=True)
+    path = path.format(user=owner.id, key=make.key(owner).id)
+    allowed = set(preflight(client, path, "GET").headers["Access-Control-Allow-Methods"].split(", "))
+    for method in ("GET", "POST", "PATCH", "DELETE"):
+        response = client.open(path, method=method, headers={**make.headers(owner), "Origin": ORIGIN},
+                               json=resource("api-keys", {"name": "x"}))
+        assert (response.status_code != 405) == (method in allowed), (method, response.status_code)
+        if response.status_code == 405:
+            assert set(response.headers["Allow"].split(", ")) - {"HEAD", "OPTIONS"} == allowed, method
 
 
 def test_another_origin_gets_no_cors_headers(client):

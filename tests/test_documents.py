@@ -240,6 +240,63 @@ def test_prev_never_points_past_the_last_page(client, make, number, prev):
     assert links["prev"].endswith(f"page%5Bnumber%5D={prev}")
 
 
+# --- a path with a trailing slash (jsonapi-requests' default) -------------------------------------
+
+def test_a_collection_with_a_trailing_slash_is_the_collection(client, make, secrets_seen):
+    owner = make.user()
+    headers = make.headers(owner)
+    key = make.key(owner)
+    listed = client.get("/v1/api-keys/", headers=headers, base_url=HOST)
+    assert listed.status_code == 200, listed.get_data(as_text=True)
+    assert [item["id"] for item in listed.get_json()["data"]] == [str(key.id)]
+    assert listed.get_json()["links"]["self"] == f"{HOST}/v1/api-keys"  # links carry no slash
+    assert client.get(f"/v1/users/{owner.id}/api-keys/", headers=headers).status_code == 200
+
+    created = call(client, "POST", "/v1/api-keys/", headers, resource("api-keys", {"name": "made"}))
+    assert created.status_code == 201, created.get_data(as_text=True)  # served, not redirected: the body kept
+    secrets_seen.add(created.get_json()["data"]["attributes"]["secret"])
+    new_id = created.get_json()["data"]["id"]
+    assert created.headers["Location"] == created.get_json()["data"]["links"]["self"]
+    assert created.headers["Location"].endswith(f"/v1/api-keys/{new_id}")
+
+
+def test_a_resource_with_a_trailing_slash_is_the_resource(client, make):
+    owner = make.user()
+    headers = make.headers(owner)
+    key = make.key(owner)
+    fetched_ = client.get(f"/v1/api-keys/{key.id}/", headers=headers, base_url=HOST)
+    assert fetched_.status_code == 200, fetched_.get_data(as_text=True)
+    assert fetched_.get_json()["data"]["links"]["self"] == f"{HOST}/v1/api-keys/{key.id}"
+    assert all(not link.endswith("/") for link in _links(fetched_.get_json()) if link)
+
+    patched = call(client, "PATCH", f"/v1/api-keys/{key.id}/", headers,
+                   resource("api-keys", {"name": "renamed"}, id_=key.id))
+    assert patched.status_code == 200 and patched.get_json()["data"]["attributes"]["name"] == "renamed"
+    assert call(client, "DELETE", f"/v1/api-keys/{key.id}/", headers).status_code == 200
+    assert client.get(f"/v1/api-keys/{key.id}", headers=headers).status_code == 404
+
+
+def test_a_verification_with_a_trailing_slash_is_answered_the_same(client, make):
+    caller = {"X-API-Key": make.key(make.user(admin=True), scopes=["keys:verify"]).secret}
+    target = make.key(make.user(), scopes=["llm:*"])
+    answers = [client.post(path, json={"key": target.secret, "scopes": ["llm:chat"]}, headers=caller)
+               for path in ("/v1/api-keys/verify", "/v1/api-keys/verify/")]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert answers[0].get_json() == answers[1].get_json()
+    assert dict(answers[0].headers) == dict(answers[1].headers)
+
+
+def test_the_openapi_document_names_paths_without_a_trailing_slash(client):
+    paths = client.get("/v1/openapi.json").get_json(force=True)["paths"]
+    assert "/v1/api-keys" in paths and not [path for path in paths if path.endswith("/")]
+
+
+def test_only_one_trailing_slash_and_only_under_v1_is_dropped(client):
+    assert client.get("/v1/scopes//").status_code == 404
+    assert client.get("/v1/").status_code == 404
+    assert client.get("/healthz/").status_code == 404
+
+
 # --- secrets are never cached --------------------------------------------------------------------
 
 def test_a_creation_and_a_rotation_are_never_cached(client, make, secrets_seen):

@@ -123,3 +123,19 @@ def test_a_request_without_a_body_needs_no_content_type(client, make, route):
 def test_media_types_are_judged_before_credentials(client):
     assert_error(client.post("/v1/api-keys", data="{}", content_type=f"{JSONAPI}; charset=utf-8"), 415)
     assert_error(client.get("/v1/api-keys", headers={"Accept": f"{JSONAPI}; ext=x"}), 406)
+
+
+# --- no content, no content type --------------------------------------------------------------------
+
+def test_a_204_carries_no_content_type(app, client, make):
+    """A 204 has no content to type (RFC 9110): logout and logout-all, and any 204 the app answers
+    (its response class drops the type; Flask would say text/html)."""
+    owner = make.user()
+    answers = [client.post("/v1/auth/logout", headers=make.headers(owner)),
+               client.post("/v1/auth/logout-all", headers=make.headers(owner))]
+    for answer in answers:
+        assert answer.status_code == 204, answer.get_data(as_text=True)
+        assert "Content-Type" not in answer.headers and answer.data == b""
+    with app.test_request_context() as context:
+        response = app.make_response(("", 204, {"Content-Type": JSONAPI}))
+        assert "Content-Type" not in response.get_wsgi_headers(context.request.environ)

@@ -1,12 +1,14 @@
 """The OpenAPI document (GET /v1/openapi.json) and its viewer (/docs/).
 
 Product map: the document is generated from the app that serves it, so it is valid OpenAPI 3.1,
-names every /v1 route with each of its methods, and takes its resource types from the schemas; it
+names every route of the app with each of its methods (but those UNDESCRIBED names), and takes its
+resource types from the schemas; it
 is public, but answered through the same request hooks as every /v1 route. The viewer is Swagger
 UI from the flask-swagger-ui package, every asset served from here. What the server answers, route
 by route, is held to the document by tests/test_schemathesis.py.
 """
 import re
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -14,9 +16,16 @@ from openapi_spec_validator import validate
 
 from app.api import api, bp
 from app.api.openapi import AUTOMATIC, MEDIA_TYPE
-from tests.helpers import JSONAPI, assert_error
+from app.models import ApiKey
+from tests.helpers import JSONAPI, assert_error, create_key
 
 _PARAMETER = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
+# Routes of the app the document does not describe, each with its reason (path prefix -> reason).
+UNDESCRIBED = {
+    "/llm/v1/": "the LLM gateway speaks OpenAI's API, not JSON:API: OpenAI's own API reference describes it",
+    "/docs": "the viewer of this document, pages for people",
+    "/console": "the browser console's page and static files",
+}
 
 
 @pytest.fixture
@@ -27,10 +36,11 @@ def document(client):
     return response.get_json(force=True)
 
 
-def v1_operations(app):
-    """(OpenAPI path, method) of every route of the v1 blueprint, but Flask's automatic HEAD and OPTIONS."""
+def described_operations(app):
+    """(OpenAPI path, method) of every route of the app but those UNDESCRIBED, without Flask's
+    automatic HEAD and OPTIONS."""
     return {(_PARAMETER.sub(r"{\1}", rule.rule), method.lower())
-            for rule in app.url_map.iter_rules() if rule.endpoint.startswith(f"{bp.name}.")
+            for rule in app.url_map.iter_rules() if not rule.rule.startswith(tuple(UNDESCRIBED))
             for method in rule.methods - AUTOMATIC}
 
 
@@ -39,10 +49,27 @@ def test_the_document_is_valid_openapi_3_1(document):
     validate(document)
 
 
-def test_every_v1_route_is_documented_with_each_of_its_methods(app, document):
+def test_every_route_is_documented_with_each_of_its_methods(app, document):
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
-    assert documented == v1_operations(app)
+    assert documented == described_operations(app)
     assert len(documented) > 30  # not vacuous: resources, relationships, actions, auth, usage, verify
+    assert {("/.well-known/jwks.json", "get"), ("/healthz", "get"), ("/readyz", "get")} <= documented
+    undescribed = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith(tuple(UNDESCRIBED))}
+    assert {prefix for prefix in UNDESCRIBED if any(rule.startswith(prefix) for rule in undescribed)} == set(
+        UNDESCRIBED)  # each exclusion still excludes a route
+
+
+def test_the_routes_outside_v1_are_public_plain_json(client, document):
+    """The JWKS and the probes: what they answer is what the document says (schemathesis checks
+    their bodies against the schemas)."""
+    for path in ("/.well-known/jwks.json", "/healthz", "/readyz"):
+        operation = document["paths"][path]["get"]
+        assert operation["security"] == [], path
+        assert list(operation["responses"]["200"]["content"]) == ["application/json"], path
+        assert client.get(path).mimetype == "application/json", path
+    key = document["paths"]["/.well-known/jwks.json"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert key["schema"]["properties"]["keys"]["items"]["properties"]["alg"] == {"const": "EdDSA"}
+    assert document["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]
 
 
 def test_operation_ids_are_unique(document):
@@ -59,6 +86,8 @@ def test_resource_types_come_from_the_schemas_that_serve_them(document):
 
 def test_every_operation_answers_json_api_errors(document):
     for path, item in document["paths"].items():
+        if not path.startswith(bp.url_prefix):
+            continue  # plain JSON: the routes outside /v1 answer only their own errors
         for method, operation in item.items():
             errors = {status for status in operation["responses"] if status.startswith(("4", "5"))}
             assert {"400", "406", "429", "503"} <= errors, (method, path)
@@ -80,6 +109,18 @@ def test_security_schemes_are_a_session_and_a_key_in_either_header(document):
     keys = document["paths"]["/v1/api-keys"]["get"]["security"]
     assert {"apiKey": ["keys:read"]} in keys and {"session": []} in keys
     assert document["paths"]["/v1/scopes"]["get"]["security"] == []
+
+
+def test_a_time_without_an_offset_is_stored_as_utc_as_the_document_says(client, make, document, secrets_seen):
+    body = document["paths"]["/v1/api-keys"]["post"]["requestBody"]["content"][JSONAPI]["schema"]
+    expires_at = body["properties"]["data"]["properties"]["attributes"]["properties"]["expires-at"]
+    assert "without a UTC offset" in expires_at["description"] and "taken as UTC" in expires_at["description"]
+
+    expiry = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    response = create_key(client, make.headers(make.user()), secrets_seen,
+                          **{"expires-at": expiry.replace(tzinfo=None).isoformat()})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert make.row(ApiKey, int(response.get_json()["data"]["id"]))["expires_at"] == expiry
 
 
 def test_the_document_goes_through_the_v1_request_hooks(client, make):

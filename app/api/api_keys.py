@@ -161,8 +161,14 @@ class ApiKeyList(Guarded, ClientDocuments, ResourceList):
         qs = QueryStringManager(generic, self.schema)
         return super().get_collection(qs, kwargs, filters=None, as_query=as_query)
 
+    @staticmethod
+    def served_methods(view_args) -> set:
+        """GET and POST at /v1/api-keys; GET only at a user's /v1/users/<id>/api-keys, which shares
+        the route (what a 405's Allow and a CORS preflight name there: helpers/errors.served_methods)."""
+        return {"GET"} if view_args.get("id") is not None else {"GET", "POST"}
+
     def before_post(self, args, kwargs, data=None):
-        if kwargs.get("id") is not None:
+        if "POST" not in self.served_methods(kwargs):
             raise ApiError(405, "Method not allowed", "Create keys with POST /v1/api-keys.")
 
     def after_post(self, result):

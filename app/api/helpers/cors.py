@@ -3,12 +3,13 @@
 A page's script reads only the response headers it is allowed to: Location (a created resource),
 and the rate limit and quota headers a well-behaved client slows down by. A browser caches a
 preflight's answer for CORS_MAX_AGE seconds, and is told the methods of the requested path only,
-as the url map has them (so a new route needs no CORS setting). Preflights are the browser asking,
+as a 405 there names them (so a new route needs no CORS setting). Preflights are the browser asking,
 not the caller acting: the rate limits and quotas skip them (helpers/ratelimit.py).
 """
-from flask import current_app, request
+from flask import request
 from flask_limiter import HeaderNames
 
+from app.api.helpers.errors import served_methods
 from app.extensions import cors
 
 EXPOSED_HEADERS = ["Location", *(name.value for name in HeaderNames),  # X-RateLimit-*, Retry-After
@@ -24,10 +25,10 @@ def is_preflight() -> bool:
 
 
 def narrow_allowed_methods(response):
-    """Answer a preflight with the methods of the requested path's routes, not every method the
-    API has (flask-cors's list)."""
+    """Answer a preflight with the methods the requested path is served with (those a 405's Allow
+    names: errors.served_methods), not every method the API has (flask-cors's list)."""
     if ALLOW_METHODS in response.headers:
-        methods = set(current_app.create_url_adapter(request).allowed_methods()) - {"HEAD", "OPTIONS"}
+        methods = served_methods() - {"HEAD", "OPTIONS"}
         response.headers[ALLOW_METHODS] = ", ".join(sorted(methods))
     return response
 

@@ -153,7 +153,8 @@ def handle_error(exc):
         if exc.code == 429:  # flask-limiter's; its Retry-After is added with its headers (helpers/ratelimit.py)
             return error_document([_error(429, f"Rate limit exceeded: {exc.description}.",
                                           code="RATE_LIMITED")], 429)
-        headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
+        headers = {"Allow": ", ".join(sorted(served_methods()))} if exc.code == 405 and has_request_context() \
+            else None
         return error_document([_error(exc.code, exc.description or exc.name)], exc.code, headers)
     _rollback()
     # The type and traceback only: messages of SQL errors carry no parameters (hide_parameters).
@@ -161,10 +162,29 @@ def handle_error(exc):
     return error_document([_error(500, "The server could not complete the request.")], 500)
 
 
+def served_methods() -> set:
+    """Return the methods the requested URL is served with, the one answer for a 405's Allow and a
+    CORS preflight (helpers/cors.py): its routes' methods (HEAD and OPTIONS included), less those a
+    route's resource class refuses at this URL (its `served_methods(view_args)`, e.g. POST at
+    /v1/users/<id>/api-keys, the route of /v1/api-keys)."""
+    adapter = current_app.create_url_adapter(request)
+    served = set()
+    for method in adapter.allowed_methods():
+        try:
+            rule, view_args = adapter.match(method=method, return_rule=True)
+        except HTTPException:
+            served.add(method)
+            continue
+        view_class = getattr(current_app.view_functions.get(rule.endpoint), "view_class", None)
+        serves = getattr(view_class, "served_methods", None)
+        if method in ("HEAD", "OPTIONS") or serves is None or method in serves(view_args):
+            served.add(method)
+    return served
+
+
 def _other_methods() -> str:
-    """Return the Allow header of a 405 a view raised: the methods of its route but this one."""
-    methods = current_app.create_url_adapter(request).allowed_methods()
-    return ", ".join(sorted(set(methods) - {request.method}))
+    """Return the Allow header of a 405 a view raised: the methods served here but this one."""
+    return ", ".join(sorted(served_methods() - {request.method}))
 
 
 def _source_of_values():

@@ -5,6 +5,7 @@ the hot path's biggest cost after the checks: orjson writes it ten times faster 
 import decimal
 import uuid
 
+import flask
 import orjson
 from flask import make_response
 
@@ -29,3 +30,14 @@ def respond(members: dict, status: int = 200, headers: dict | None = None):
     response.headers["Content-Type"] = JSONAPI
     response.headers.update(headers or {})
     return response
+
+
+class Response(flask.Response):
+    """Flask's response, but a 204 carries no Content-Type (it has no content to type; Flask gives
+    every response `text/html` unless told otherwise): every response of the app is of this class."""
+
+    def get_wsgi_headers(self, environ):
+        headers = super().get_wsgi_headers(environ)
+        if self.status_code == 204:
+            headers.remove("Content-Type")
+        return headers

@@ -21,7 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.api.helpers import filters
 from app.api.helpers.errors import ApiError, handle_error
-from app.api.helpers.jsonapi import JSONAPI
+from app.api.helpers.jsonapi import JSONAPI, Response
 from app.api.helpers.values import MAX_ID, has_bad_text, no_json_constant
 
 JSON_TYPES = ("application/json", JSONAPI)
@@ -80,6 +80,25 @@ class BodyLimit:
     def _refuse(self, environ, start_response, exc):
         with self.flask_app.app_context():
             return handle_error(exc)(environ, start_response)
+
+
+class SlashlessPaths:
+    """WSGI middleware in front of everything (the verification fast path too): a path under
+    `prefix` that ends with a slash is served as the same path without it (`/v1/api-keys/` is
+    `/v1/api-keys`, a POST or PATCH keeping its body: no redirect), so every layer behind (routing,
+    links built from the request, the fast path) sees the one path. jsonapi-requests appends a slash
+    to every URL by default. Werkzeug's `strict_slashes=False` would route such a path but leave the
+    slash in `request.path` and the links built from it."""
+
+    def __init__(self, wsgi_app, prefix):
+        self.app = wsgi_app
+        self.prefix = prefix.rstrip("/") + "/"
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.endswith("/") and path.startswith(self.prefix) and len(path) > len(self.prefix):
+            environ["PATH_INFO"] = path[:-1]
+        return self.app(environ, start_response)
 
 
 def _read_at_most(stream, size, read_size):
@@ -209,10 +228,14 @@ def check_json_body():
 
 
 def init_app(app):
-    """Parse bodies strictly and limit their size (outside the verification fast path)."""
+    """Parse bodies strictly, limit their size and serve /v1 paths with a trailing slash (outside
+    the verification fast path); answer 204s without a Content-Type."""
+    from app.api import bp
+
     app.json = JsonProvider(app)
     app.request_class = Request
-    app.wsgi_app = BodyLimit(app, app.wsgi_app)
+    app.response_class = Response
+    app.wsgi_app = SlashlessPaths(BodyLimit(app, app.wsgi_app), bp.url_prefix)
 
 
 def json_body() -> dict:

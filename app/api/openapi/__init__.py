@@ -1,4 +1,5 @@
-"""GET /v1/openapi.json: the OpenAPI 3.1 description of /v1, generated from the app that serves it.
+"""GET /v1/openapi.json: the OpenAPI 3.1 description of /v1 and of the plain JSON routes beside it
+(OUTSIDE_V1: the JWKS and the health probes), generated from the app that serves it.
 
 Nothing here restates a resource. Paths, path parameters and methods come from the URL map. For a
 route served by a resource class, the JSON:API documents come from its marshmallow-jsonapi schema
@@ -29,6 +30,10 @@ from app.api.openapi.parameters import read_parameters
 
 EXTENSION = "latchkey_openapi"  # the document's JSON, in app.extensions
 AUTOMATIC = frozenset({"HEAD", "OPTIONS"})  # Flask answers these for every route: not operations of ours
+# Blueprints outside /v1 whose routes the document describes too (views.py): plain JSON, public.
+# Not the LLM gateway (/llm/v1), which speaks OpenAI's API and is described by OpenAI's own API
+# reference, nor the pages for people (/docs/, /console/).
+OUTSIDE_V1 = ("jwks", "health")
 _PARAMETER = re.compile(r"<(?:([a-zA-Z_][a-zA-Z0-9_]*)(?:\([^)]*\))?:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
 
 
@@ -43,11 +48,13 @@ def openapi_document():
 
 
 def build_document(app) -> dict:
-    """Return the OpenAPI 3.1 document of every route of the `v1` blueprint of `app`."""
+    """Return the OpenAPI 3.1 document of every route of the `v1` blueprint of `app`, and of the
+    blueprints in OUTSIDE_V1."""
     components = Components(app)
     paths: dict = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
-        if rule.endpoint.partition(".")[0] != bp.name:
+        blueprint = rule.endpoint.partition(".")[0]
+        if blueprint != bp.name and blueprint not in OUTSIDE_V1:
             continue
         path, parameters = _path_of(rule)
         view = app.view_functions[rule.endpoint]
@@ -57,7 +64,8 @@ def build_document(app) -> dict:
                 operation = _resource_operation(components, resource, rule, method)
             else:
                 operation = views.operation(components, app, view, rule.endpoint)
-            paths.setdefault(path, {})[method.lower()] = _finish(operation, path, method, parameters)
+            paths.setdefault(path, {})[method.lower()] = _finish(operation, path, method, parameters,
+                                                                 json_api=blueprint == bp.name)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Latchkey", "version": bp.url_prefix.strip("/"),
@@ -83,10 +91,11 @@ def _path_of(rule):
     return _PARAMETER.sub(r"{\2}", rule.rule), parameters
 
 
-def _finish(operation, path, method, path_parameters):
-    """Add what every operation has: its id, tag, path parameters and the error answers it can give."""
+def _finish(operation, path, method, path_parameters, json_api=True):
+    """Add what every operation has: its id, tag, path parameters and the error answers it can give
+    (those every /v1 route can give, for one of `json_api`: its request hooks and rate limits)."""
     slug = re.sub(r"[^a-zA-Z0-9]+", "_", path.removeprefix(bp.url_prefix)).strip("_")
-    errors = {400, 406, 429, 503} | operation.pop("errors", set())
+    errors = ({400, 406, 429, 503} if json_api else set()) | operation.pop("errors", set())
     if operation.get("security"):
         errors |= {401, 403}
     if path_parameters:

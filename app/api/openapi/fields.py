@@ -55,6 +55,8 @@ def field_schema(field, *, loading, validated=False):
         checked |= validated
         if checked:
             schema[CHECKED] = True
+        if field.metadata.get("description"):  # how the server reads it (schema.utc_datetime)
+            schema["description"] = field.metadata["description"]
         return nullable(schema) if field.allow_none else schema
     return nullable(schema)
 

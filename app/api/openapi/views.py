@@ -1,10 +1,11 @@
-"""The plain views of /v1: the routes without a resource class (auth, key actions, verification,
-usage, scopes, this document). Each builds its documents by hand, so each is described here by
+"""The plain views: the routes of /v1 without a resource class (auth, key actions, verification,
+usage, scopes, this document) and the plain JSON ones outside /v1 the document describes too (the
+JWKS, the health probes). Each builds its documents by hand, so each is described here by
 hand, one function per endpoint; the summary comes from the view's docstring, the resource types
 and limits from the code that enforces them, and tests/test_schemathesis.py holds every answer to
 what the view sends. A view without a description here fails the document's build (and its test).
 """
-from app.api import api_keys, usage, verify
+from app.api import api_keys, jwks, usage, verify
 from app.api.openapi.components import JSONAPI, MEDIA_TYPE, ref
 from app.api.openapi.fields import CHECKED, NO_NUL
 from app.api.openapi.parameters import query
@@ -259,3 +260,43 @@ def _scopes(components, app):
 def _openapi(components, app):
     return {"security": [], "responses": {"200": {"description": "This document.",
                                                   "content": {MEDIA_TYPE: {"schema": {"type": "object"}}}}}}
+
+
+# --- outside /v1: plain JSON, public ----------------------------------------------------------------
+
+def _plain_json(schema, description, **extra):
+    return {"description": description, "content": {"application/json": {"schema": schema}}, **extra}
+
+
+@describes("jwks.jwks")
+def _jwks(components, app):
+    key = _object({"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"},
+                   "x": {"type": "string", "description": "The public key, base64url without padding."},
+                   "kid": {"type": "string"}, "use": {"const": "sig"}, "alg": {"const": "EdDSA"}},
+                  ["kty", "crv", "x", "kid", "use", "alg"])
+    cache = {"Cache-Control": {"schema": {"const": f"public, max-age={jwks.CACHE_SECONDS}"}}}
+    document = _object({"keys": {"type": "array", "items": key}}, ["keys"])
+    # Rate limited like /v1 (429), and read from the database (503): those errors are JSON:API documents.
+    return {"security": [], "tags": ["jwks"], "errors": {429, 503},
+            "responses": {"200": _plain_json(document, "The JWKS (RFC 7517): every key that may have signed a "
+                                                       "token still valid, newest first.", headers=cache)}}
+
+
+@describes("health.healthz")
+def _healthz(components, app):
+    return {"security": [], "tags": ["health"],
+            "responses": {"200": _plain_json(_object({"status": {"const": "ok"}}, ["status"]),
+                                             "The process serves requests.")}}
+
+
+@describes("health.readyz")
+def _readyz(components, app):
+    checks = _object({"database": {"type": "boolean"}, "rate_limit_storage": {"type": "boolean"}},
+                     ["database", "rate_limit_storage"])
+
+    def answer(status):
+        return _object({"status": {"const": status}, "checks": checks}, ["status", "checks"])
+
+    return {"security": [], "tags": ["health"],
+            "responses": {"200": _plain_json(answer("ready"), "The database and the rate limit storage answer."),
+                          "503": _plain_json(answer("unavailable"), "A check failed: it is false.")}}

@@ -19,11 +19,15 @@ def dasherize(text: str) -> str:
     return text.replace("_", "-")
 
 
+NAIVE_TIME_IS_UTC = "A time without a UTC offset (2030-01-01T00:00:00) is taken as UTC."
+
+
 def utc_datetime(**kwargs):
     """A time attribute clients may send without an offset: such a time is taken as UTC (what the
-    service answers in), not refused. Text that is no ISO 8601 time is a 422 "Not a valid
-    datetime." naming the attribute."""
-    return fields.AwareDateTime(default_timezone=UTC, **kwargs)
+    service answers in), not refused, as its description in the OpenAPI document says. Text that is
+    no ISO 8601 time is a 422 "Not a valid datetime." naming the attribute."""
+    metadata = {"description": NAIVE_TIME_IS_UTC, **kwargs.pop("metadata", {})}
+    return fields.AwareDateTime(default_timezone=UTC, metadata=metadata, **kwargs)
 
 
 class Schema(_Schema):
