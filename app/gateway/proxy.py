@@ -24,6 +24,7 @@
 import json
 import logging
 import os
+import socket
 import threading
 
 import httpx
@@ -34,6 +35,9 @@ from app.gateway.errors import GatewayError, error_response
 from app.services import allowances, usage
 
 log = logging.getLogger(__name__)
+# A request goes out as two writes (headers, body): without TCP_NODELAY, Nagle's algorithm holds the
+# body until the headers are acknowledged. urllib3 sets it on every connection; httpcore does not.
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 _transports: dict = {}
 _lock = threading.Lock()
 
@@ -44,7 +48,7 @@ def transport_for(provider) -> httpx.HTTPTransport:
     with _lock:
         transport = _transports.get(key)
         if transport is None:
-            transport = _transports[key] = httpx.HTTPTransport()
+            transport = _transports[key] = httpx.HTTPTransport(socket_options=NO_DELAY)
         return transport
 
 
