@@ -233,8 +233,13 @@ class TestGatewayScopes:
         return {"LLM_PROVIDERS_FILE": str(path)}
 
     def test_the_gateway_models_scopes_follow_the_built_in_ones(self, client, make, secrets_seen):
-        """Per provider `llm:<provider>:*`, then one scope per model (an alias is no model of its own)."""
-        data = client.get("/v1/scopes").get_json()["data"]
+        """Per provider `llm:<provider>:*`, then one scope per model (an alias is no model of its own),
+        to a signed-in caller only: they name the operator's providers and models."""
+        headers = make.headers(make.user())
+        for anonymous in ({}, {"Authorization": "Bearer not-a-valid-token"}):
+            listed = client.get("/v1/scopes", headers=anonymous).get_json()["data"]
+            assert [item["id"] for item in listed] == list(CATALOG)
+        data = client.get("/v1/scopes", headers=headers).get_json()["data"]
         assert [item["id"] for item in data[:len(CATALOG)]] == list(CATALOG)
         gateway = [(item["id"], item["attributes"]["description"], item["attributes"]["admin-only"])
                    for item in data[len(CATALOG):]]
@@ -248,7 +253,7 @@ class TestGatewayScopes:
         # Each is a scope a user may put into a key.
         scopes = [scope for scope, _, _ in gateway]
         assert all(is_valid_scope(scope) and not is_admin_only(scope) for scope in scopes)
-        created = create_key(client, make.headers(make.user()), secrets_seen, name="chat", scopes=scopes)
+        created = create_key(client, headers, secrets_seen, name="chat", scopes=scopes)
         assert created.status_code == 201, created.get_json()
         assert created.get_json()["data"]["attributes"]["scopes"] == scopes
 

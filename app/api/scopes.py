@@ -1,7 +1,10 @@
-"""GET /v1/scopes: the built-in scopes, then the LLM gateway's, for frontend builders. Public: it
-names no secret (the gateway's providers and models are what its callers ask for by name)."""
+"""GET /v1/scopes: the built-in scopes, for frontend builders, public (it names no secret); to a
+signed-in caller (a session or a key) also the LLM gateway's, which name the operator's providers
+and models: like the gateway's own `GET models`, not for anonymous callers."""
 from app import gateway  # the module, not its catalog(): app.gateway imports app.api, which imports this
 from app.api import bp
+from app.api.helpers.auth import current_actor
+from app.api.helpers.errors import ApiError
 from app.api.helpers.jsonapi import respond
 from app.services import scopes as scope_rules
 
@@ -28,6 +31,18 @@ def gateway_scopes():
 
 @bp.get("/scopes")
 def list_scopes():
-    """Return the scope catalog, then the gateway's scopes, as a collection of `scopes` resources."""
+    """Return the scope catalog, then (to a signed-in caller) the gateway's scopes, as a collection
+    of `scopes` resources."""
     data = [_scope(name, text, name in scope_rules.ADMIN_ONLY) for name, text in scope_rules.CATALOG.items()]
-    return respond({"data": data + gateway_scopes(), "meta": {"wildcards": WILDCARDS}})
+    if _signed_in():
+        data += gateway_scopes()
+    return respond({"data": data, "meta": {"wildcards": WILDCARDS}})
+
+
+def _signed_in() -> bool:
+    """Whether the request carries a valid session or key (a bad one is anonymous here: the list
+    is public)."""
+    try:
+        return current_actor() is not None
+    except ApiError:
+        return False

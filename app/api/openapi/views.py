@@ -252,7 +252,8 @@ def _scopes(components, app):
     scope = _resource({"description": {"type": "string"}, "admin-only": {"type": "boolean"}},
                       ["description", "admin-only"])
     document = _data_document({"type": "array", "items": scope}, meta=_object({"wildcards": {"type": "string"}}))
-    described = "Every built-in scope, then the LLM gateway's (llm:<provider>:* and one per model)."
+    described = ("Every built-in scope, then, to a signed-in caller, the LLM gateway's (llm:<provider>:* and one "
+                 "per model).")
     return {"security": [], "responses": {"200": components.content(document, described)}}
 
 
