@@ -240,6 +240,21 @@ def test_prev_never_points_past_the_last_page(client, make, number, prev):
     assert links["prev"].endswith(f"page%5Bnumber%5D={prev}")
 
 
+def test_links_carry_the_query_as_the_client_wrote_it(client, make):
+    owner = make.user()
+    for name in ("b", "a", "c"):
+        make.key(owner, name=name)
+    query = "sort=-created-at,name&fields[api-keys]=name,created-at&page[size]=1&page[number]=2"
+    response = client.get(f"/v1/api-keys?{query}", headers=make.headers(owner), base_url=HOST)
+    links = response.get_json()["links"]
+    sent = "sort=-created-at%2Cname&fields%5Bapi-keys%5D=name%2Ccreated-at&page%5Bsize%5D=1"
+    assert links["self"] == f"{HOST}/v1/api-keys?{sent}&page%5Bnumber%5D=2"
+    assert links["next"] == f"{HOST}/v1/api-keys?{sent}&page%5Bnumber%5D=3"
+    followed = client.get(links["next"].removeprefix(HOST), headers=make.headers(owner), base_url=HOST)
+    assert followed.status_code == 200 and followed.get_json()["links"]["self"] == links["next"]
+    assert set(followed.get_json()["data"][0]["attributes"]) == {"name", "created-at"}
+
+
 # --- a path with a trailing slash (jsonapi-requests' default) -------------------------------------
 
 def test_a_collection_with_a_trailing_slash_is_the_collection(client, make, secrets_seen):

@@ -2,9 +2,9 @@
 classes (actions, relationships), and `ClientDocuments`, the resources' side of the same rules."""
 import json
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import request
+from flask import g, request
 from marshmallow import fields
 from sqlalchemy.exc import NoResultFound
 
@@ -54,13 +54,22 @@ def _page_number(url) -> int:
     return int(parse_qs(urlsplit(url).query)["page[number]"][0])
 
 
-def clamp_pagination(result):
-    """Return a collection document whose `prev` never points past `last`: for a page past the
+def finish_pagination(result):
+    """Return a collection document whose `prev` never points past `last` (for a page past the
     last one, the library's `prev` is the page before it, as empty, where a client would go on
-    paging back through nothing."""
+    paging back through nothing), and whose links carry the query as the client wrote it
+    (`sort=-created-at`, not the library's `-created_at`), with their own page."""
     links = result.get("links", {})
     if "prev" in links and _page_number(links["prev"]) > _page_number(links["last"]):
         links["prev"] = links["last"]
+    sent = g.get("query_as_sent")
+    if sent is not None:
+        kept = [(key, value) for key, value in sent.items(multi=True) if not key.startswith("page[")]
+        for name, url in links.items():
+            parts = urlsplit(url)
+            pages = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+                     if key.startswith("page[")]
+            links[name] = urlunsplit(parts._replace(query=urlencode(kept + pages)))
     return result
 
 
@@ -116,7 +125,7 @@ def settle_members(schema_cls, data, stored=None):
 class ClientDocuments:
     """Resource mixin: POST and PATCH documents are settled (`settle_members`) before the library
     loads them, a PATCH whose data.id is not the URL's is a 409, and a list's `prev` link stays
-    within its pages (`clamp_pagination`)."""
+    within its pages and echo the client's query (`finish_pagination`)."""
 
     def before_marshmallow(self, args, kwargs):
         if request.method not in ("POST", "PATCH"):
@@ -134,4 +143,4 @@ class ClientDocuments:
         settle_members(self.schema, data, stored)
 
     def after_get(self, result):
-        return clamp_pagination(result)
+        return finish_pagination(result)

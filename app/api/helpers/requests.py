@@ -295,6 +295,7 @@ def undasherize_query():
         elif key == "filter":
             value = _undasherize_filter(value)
         pairs.append((key, value))
+    flask.g.query_as_sent = request.args  # what links echo (documents.finish_pagination)
     request.args = ImmutableMultiDict(pairs)
 
 
