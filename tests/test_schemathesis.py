@@ -7,7 +7,9 @@ headers and body; valid data accepted, invalid data refused; authentication enfo
 
 Each example acts with a credential made for it: a session (JWT) or an API key (in X-API-Key or
 as a bearer), of an admin or of a user; half the examples address rows that exist (that user, a
-key of theirs), so deleting an account in one example leaves the next one signed in.
+key of theirs), so deleting an account in one example leaves the next one signed in. This takes
+the place of schemathesis' stateful links (a key created, then read, changed, deleted): ids come
+from the example's own actor, so every example stands alone and is replayed as it was generated.
 
 Two answers are not taken for "valid data rejected" (schemathesis' positive_data_acceptance), and
 only these:
