@@ -143,6 +143,12 @@ class RedisCounters:
         pool = getattr(self._connection, "connection_pool", None)
         self._held_pool = pool if type(self._connection) is Redis and type(pool) is ConnectionPool else None
 
+    @property
+    def client(self) -> Redis:
+        """The Redis client these counters use (the limiter storage's, behind its breaker), for
+        services that keep state beside them (reservations.py)."""
+        return self._connection
+
     def admit(self, charges) -> Admission:
         """Admit one request: see allowances.admit. Buckets come first in `charges`."""
         # The keys in Redis: a flask-limiter bucket's as the limiter storage prefixes it.

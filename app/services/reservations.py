@@ -31,6 +31,7 @@ from datetime import datetime
 
 from app.extensions import state
 from app.services import usage
+from app.services.redis_counters import RedisCounters
 
 KEPT_AFTER_EXPIRY = 86_400  # seconds a reservation stays readable after it expired
 SETTLED, RELEASED, EXPIRED, MISSING = "settled", "released", "expired", "missing"
@@ -82,7 +83,7 @@ class Reservations:
     def __init__(self, counters, ttl: float):
         self.ttl = ttl
         self._counters = counters  # allowances' counters: their storage and namespace
-        self._redis = counters._connection if hasattr(counters, "_connection") else None
+        self._redis = counters.client if isinstance(counters, RedisCounters) else None
         if self._redis is not None:
             self._reserve = self._redis.register_script(_RESERVE)
             self._settle = self._redis.register_script(_SETTLE)
