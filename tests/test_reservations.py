@@ -4,6 +4,8 @@ the caller settles the actual cost or releases it (app/services/reservations.py)
 Runs on the suite's limiter storage: memory:// in the first pass, Redis in CI's second (the Lua
 script); tests/test_processes.py holds the 4-worker test on Redis.
 """
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import func, select
 
@@ -167,3 +169,18 @@ def test_a_demoted_admins_verifying_key_can_no_longer_finish_its_reservations(cl
     assert demoted.status_code == 200, demoted.get_json()
     assert_error(settle(client, own, reservation_id, 10), 403, "INSUFFICIENT_SCOPES")
     assert_error(release(client, own, reservation_id), 403, "INSUFFICIENT_SCOPES")
+
+
+def test_the_memory_backend_forgets_a_reservation_a_day_after_it_expired(monkeypatch):
+    now = [1_000_000.0]
+    monkeypatch.setattr(reservations.time, "time", lambda: now[0])
+    kept = reservations.Reservations(counters=None, ttl=60)  # not Redis: the in-memory backend
+    hour = datetime(2026, 1, 1, tzinfo=UTC)
+    first = kept.reserve(1, 10, None, hour, "caller")
+    now[0] += 60 + reservations.KEPT_AFTER_EXPIRY - 1
+    second = kept.reserve(1, 10, None, hour, "caller")
+    assert kept.finish(first.id, "caller", 5)[0].state == reservations.EXPIRED  # still readable
+    now[0] += 2
+    kept.reserve(1, 10, None, hour, "caller")  # drops what expired more than a day ago
+    assert kept.finish(first.id, "caller", 5)[0].state == reservations.MISSING
+    assert kept.finish(second.id, "caller", 5)[0].state == reservations.SETTLED

@@ -26,6 +26,7 @@ budget counter atomically. On memory:// (one process) the same, under a lock.
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,7 +88,7 @@ class Reservations:
         if self._redis is not None:
             self._reserve = self._redis.register_script(_RESERVE)
             self._settle = self._redis.register_script(_SETTLE)
-        self._memory: dict[str, dict] = {}
+        self._memory: OrderedDict[str, dict] = OrderedDict()  # one TTL: insertion order is expiry order
         self._lock = threading.Lock()
 
     def _name(self, reservation_id: str) -> str:
@@ -107,8 +108,7 @@ class Reservations:
                           args=[int(self.ttl) + KEPT_AFTER_EXPIRY, *(v for item in fields.items() for v in item)])
         else:
             with self._lock:
-                if len(self._memory) % 1000 == 999:
-                    self._forget_old()
+                self._forget_old()
                 self._memory[reservation.id] = fields
         return reservation
 
@@ -140,9 +140,14 @@ class Reservations:
 
 
     def _forget_old(self):
+        """Drop what expired more than KEPT_AFTER_EXPIRY ago: the oldest first, so each insert pays
+        only for what it drops."""
         now = time.time()
-        for reservation_id in [r for r, f in self._memory.items() if float(f["expires"]) + KEPT_AFTER_EXPIRY < now]:
-            del self._memory[reservation_id]
+        while self._memory:
+            oldest = next(iter(self._memory.values()))
+            if float(oldest["expires"]) + KEPT_AFTER_EXPIRY >= now:
+                break
+            self._memory.popitem(last=False)
 
 
 def _text(value) -> str:
