@@ -29,7 +29,7 @@ class LatchkeyRequestError(LatchkeyError):
         self.detail = detail
 
 
-class LatchkeyThrottled(LatchkeyError):
+class LatchkeyThrottled(LatchkeyRequestError):
     """Latchkey answered 429 to the service itself, after the retries: its address is over the
     failed-authentication limit (RATE_LIMITED: the service key is wrong or revoked, or other callers
     from its address fail), or the service key's own quota is spent (QUOTA_EXCEEDED). Latchkey is
@@ -37,10 +37,7 @@ class LatchkeyThrottled(LatchkeyError):
     answer 503. `retry_after`: the seconds Latchkey asked to wait, when it said."""
 
     def __init__(self, status: int, code: str | None, detail: str, *, retry_after: float | None = None):
-        super().__init__(f"Latchkey refused the service: {status} {code or ''} {detail}".strip())
-        self.status = status
-        self.code = code
-        self.detail = detail
+        super().__init__(status, code, detail)
         self.retry_after = retry_after
 
 
