@@ -194,9 +194,7 @@ def llm_providers():
     for provider in providers:
         api_key = provider.api_key()
         try:
-            answer = proxy.send(provider, "GET", "models")
-            answer.close()
-            status = answer.status_code
+            status = proxy.send(provider, "GET", "models").status
             reachable = "reachable" if status == 200 else f"answers {status}"
         except Exception as error:  # any failure to reach it is the answer here
             status, reachable = None, f"unreachable ({type(error).__name__})"

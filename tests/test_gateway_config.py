@@ -43,6 +43,8 @@ def test_a_providers_file_and_what_it_declares(tmp_path):
     ("[[providers]]\nname = 'x'\napi_key_env = 'K'\n", "providers[0].base_url is required"),
     ("[[providers]]\nname = 'Big'\nbase_url = 'http://h/v1'\napi_key_env = 'K'\n", "providers[0].name='Big'"),
     ("[[providers]]\nname = 'x'\nbase_url = 'ftp://h'\napi_key_env = 'K'\n", "http:// or https://"),
+    ("[[providers]]\nname = 'x'\nbase_url = 'https://h/v1?api-version=1'\napi_key_env = 'K'\n", "no query"),
+    ("[[providers]]\nname = 'x'\nbase_url = 'http:///v1'\napi_key_env = 'K'\n", "with a host"),
     ("[[providers]]\nname = 'x'\nbase_url = 'http://h'\napi_key_env = 'K'\ntimeout_seconds = 0\n", "timeout_seconds"),
     ("[[providers]]\nname = 'x'\nbase_url = 'http://h'\napi_key_env = 'K'\n[[providers.models]]\nname = 'm'\n",
      "models[0].input_price is required"),

@@ -26,6 +26,8 @@ import os
 import tomllib
 from dataclasses import dataclass
 
+import urllib3
+
 from app.services.scopes import SEGMENT_RE
 
 DEFAULT_TIMEOUT = 60.0
@@ -67,6 +69,11 @@ class Provider:
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
+
+    @property
+    def path(self) -> str:
+        """The base URL's path ("/v1"), under which the API's paths go."""
+        return urllib3.util.parse_url(self.base_url).path or ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,12 @@ def _catalog(document: dict, path: str) -> Catalog:
                             _number(entry, "timeout_seconds", where, DEFAULT_TIMEOUT))
         if not provider.base_url.startswith(("http://", "https://")):
             raise ProvidersError(f"{where}.base_url must be an http:// or https:// URL")
+        try:
+            url = urllib3.util.parse_url(provider.base_url)
+        except urllib3.exceptions.LocationParseError:
+            url = None
+        if url is None or not url.host or url.query is not None or url.fragment is not None:
+            raise ProvidersError(f"{where}.base_url must be a URL with a host and no query or fragment")
         if any(other.name == provider.name for other in providers):
             raise ProvidersError(f"{where}.name: provider {provider.name!r} is declared twice")
         providers.append(provider)
