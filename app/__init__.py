@@ -30,6 +30,7 @@ def create_app(config_class=Config, **overrides):
     from app.api import api, health, jwks, verify
     from app.api.helpers import cors, errors, ratelimit
     from app.api.helpers import requests as request_helpers
+    from app.fast_path import FastPath
     from app.services import key_cache, usage
 
     extensions.db.init_app(app)
@@ -48,7 +49,9 @@ def create_app(config_class=Config, **overrides):
     errors.init_app(app)
     usage.init_app(app)
     key_cache.init_app(app)
-    verify.init_app(app)  # the verification fast path, in front of Flask
+    verify.init_app(app)
+    # the fast path, in front of Flask: the verification's door and the gateway's
+    app.wsgi_app = FastPath(app, app.wsgi_app, {verify.PATH: verify.DOOR, **gateway.DOORS})
     request_helpers.init_app(app)  # MAX_CONTENT_LENGTH and /v1 paths' trailing slash, in front of the fast path too
     if app.config["TRUSTED_PROXIES"] > 0:  # outermost: every layer sees the client's address
         hops = app.config["TRUSTED_PROXIES"]

@@ -197,7 +197,8 @@ def wrk_post(script, url, body, bearer, seconds, connections, record):
     """Run wrk once with the generated script (POST `body` with `bearer`); return its figures as
     bench/run.py's wrk() does (rps, p50/p99 ms, non-2xx, requests, socket errors), and add the run
     to the record's wrk_runs."""
-    argv = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    argv = ["wrk", f"-t{min(THREADS, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+            str(script), url]
     env = {"BENCH_BODY": json.dumps(body), "BENCH_BEARER": bearer}
     shown = {"BENCH_BEARER": f"<{record['target']} key>", "BENCH_BODY": env["BENCH_BODY"]}
     command = (" ".join(f"{k}={shlex.quote(v)}" for k, v in shown.items()) + " "
@@ -205,22 +206,22 @@ def wrk_post(script, url, body, bearer, seconds, connections, record):
     return wrk_figures(run_wrk(argv, env, command, record))
 
 
-def bench_chat(args, script, targets, processes, name):
-    """Alternate direct and gateway wrk runs (after a warm-up of each, recorded, not counted);
-    return the medians, the throughput ratio, the latency added, and the cores that each of
-    `processes` ({name: pids}: the upstream, the gateway's master and each worker, redis-server),
-    wrk and the rest of the machine used during each run; `gateway` is the master's and workers'
-    sum."""
+def bench_chat(args, script, targets, processes, name, connections):
+    """Alternate direct, bare proxy and gateway wrk runs at `connections` connections (after a
+    warm-up of each, recorded, not counted); return the medians, the throughput ratios, the latency
+    added, and the cores that each of `processes` ({name: pids}: the upstream, the gateway's master
+    and each worker, the bare proxy's gunicorn, redis-server), wrk and the rest of the machine used
+    during each run; `gateway` is the master's and workers' sum."""
     warm_up = {label: 0 for label in targets}
     if args.warm_up:
         for label, (url, body, bearer) in targets.items():
-            warm_up[label] = wrk_post(script, url, body, bearer, args.warm_up, args.connections,
+            warm_up[label] = wrk_post(script, url, body, bearer, args.warm_up, connections,
                                       {"scenario": name, "target": label, "run": "warm-up"})["requests"]
     results = {label: [] for label in targets}
     for run in range(args.runs):
         for label, (url, body, bearer) in targets.items():
             result, cores = cpu_during(functools.partial(
-                wrk_post, script, url, body, bearer, args.duration, args.connections,
+                wrk_post, script, url, body, bearer, args.duration, connections,
                 {"scenario": name, "target": label, "run": run + 1}), processes)
             cores["gateway"] = round(sum(v for group, v in cores.items() if group.startswith("gateway ")), 3)
             results[label].append({**result, "cores": cores})
@@ -233,22 +234,32 @@ def bench_chat(args, script, targets, processes, name):
                                          for group in runs[0]["cores"]},
                           "cpu_ms_per_request": {group: round(statistics.median(
                               r["cores"][group] / r["rps"] * 1e3 for r in runs), 3)
-                              for group in ("upstream", "gateway", "redis-server") if group in runs[0]["cores"]}}
-    direct, gateway = summary["direct"], summary["gateway"]
+                              for group in ("upstream", "gateway", "bare proxy", "redis-server")
+                              if group in runs[0]["cores"]}}
+    direct, bare, gateway = summary["direct"], summary["bare proxy"], summary["gateway"]
     summary["ratio"] = round(gateway["rps"] / direct["rps"], 3)
     summary["added_p50_ms"] = round(gateway["p50_ms"] - direct["p50_ms"], 3)
     summary["added_p99_ms"] = round(gateway["p99_ms"] - direct["p99_ms"], 3)
+    summary["bare_proxy_ratio"] = round(bare["rps"] / direct["rps"], 3)
+    summary["bare_proxy_added_p50_ms"] = round(bare["p50_ms"] - direct["p50_ms"], 3)
+    summary["gateway_over_bare_proxy_p50_ms"] = round(gateway["p50_ms"] - bare["p50_ms"], 3)
+    summary["gateway_to_bare_proxy_ratio"] = round(gateway["rps"] / bare["rps"], 3)
     print(f"{name}, medians of {args.runs} runs of {args.duration} s:\n"
           f"  direct  {direct['rps']:.0f} rps, p50 {direct['p50_ms']:.2f} ms, p99 {direct['p99_ms']:.2f} ms "
           f"(runs {direct['runs_rps']} rps), non-2xx {direct['non_2xx']}, socket errors {direct['socket_errors']}\n"
           f"  gateway {gateway['rps']:.0f} rps, p50 {gateway['p50_ms']:.2f} ms, p99 {gateway['p99_ms']:.2f} ms "
           f"(runs {gateway['runs_rps']} rps), non-2xx {gateway['non_2xx']}, socket errors {gateway['socket_errors']}\n"
+          f"  bare    {bare['rps']:.0f} rps, p50 {bare['p50_ms']:.2f} ms, p99 {bare['p99_ms']:.2f} ms "
+          f"(runs {bare['runs_rps']} rps), non-2xx {bare['non_2xx']}, socket errors {bare['socket_errors']}\n"
           f"  gateway/direct throughput {summary['ratio']}; the gateway adds {summary['added_p50_ms']:.2f} ms "
-          f"at p50, {summary['added_p99_ms']:.2f} ms at p99", flush=True)
+          f"at p50, {summary['added_p99_ms']:.2f} ms at p99; a bare Flask proxy adds "
+          f"{summary['bare_proxy_added_p50_ms']:.2f} ms at p50 (throughput {summary['bare_proxy_ratio']}), the "
+          f"gateway {summary['gateway_over_bare_proxy_p50_ms']:.2f} ms more (throughput "
+          f"{summary['gateway_to_bare_proxy_ratio']} of the bare proxy's)", flush=True)
     for label in targets:
         used = summary[label]["cores_used"]
-        order = ["upstream", "gateway", *(g for g in used if g.startswith("gateway ")), "redis-server", "wrk",
-                 "everything else"]
+        order = ["upstream", "gateway", *(g for g in used if g.startswith("gateway ")), "bare proxy", "redis-server",
+                 "wrk", "everything else"]
         cores = ", ".join(f"{group} {used[group]:.2f}" for group in order if group in used)
         per_request = ", ".join(f"{group} {value:.2f} ms"
                                 for group, value in summary[label]["cpu_ms_per_request"].items())
@@ -310,16 +321,17 @@ def bench_first_chunk(args, targets):
                           "stream_p50_ms": round(statistics.median(values["total"]), 3),
                           "stream_p99_ms": round(percentile(values["total"], 99), 3),
                           "first_chunk_ms": [round(v, 3) for v in values["first"]]}
-    direct, gateway = summary["direct"], summary["gateway"]
+    direct, bare, gateway = summary["direct"], summary["bare proxy"], summary["gateway"]
     for figure in ("first_chunk_p50_ms", "first_chunk_p99_ms", "stream_p50_ms", "stream_p99_ms"):
         summary[f"added_{figure}"] = round(gateway[figure] - direct[figure], 3)
-    print(f"{name}:\n"
-          f"  direct  first chunk p50 {direct['first_chunk_p50_ms']:.2f} ms, p99 {direct['first_chunk_p99_ms']:.2f} "
-          f"ms (whole stream p50 {direct['stream_p50_ms']:.2f} ms)\n"
-          f"  gateway first chunk p50 {gateway['first_chunk_p50_ms']:.2f} ms, p99 {gateway['first_chunk_p99_ms']:.2f} "
-          f"ms (whole stream p50 {gateway['stream_p50_ms']:.2f} ms)\n"
-          f"  the gateway adds {summary['added_first_chunk_p50_ms']:.2f} ms to the first chunk at p50, "
-          f"{summary['added_first_chunk_p99_ms']:.2f} ms at p99", flush=True)
+        summary[f"bare_proxy_added_{figure}"] = round(bare[figure] - direct[figure], 3)
+    print(f"{name}:\n" + "".join(
+        f"  {label:<10} first chunk p50 {summary[label]['first_chunk_p50_ms']:.2f} ms, p99 "
+        f"{summary[label]['first_chunk_p99_ms']:.2f} ms (whole stream p50 {summary[label]['stream_p50_ms']:.2f} ms)\n"
+        for label in targets)
+        + f"  the gateway adds {summary['added_first_chunk_p50_ms']:.2f} ms to the first chunk at p50, "
+        f"{summary['added_first_chunk_p99_ms']:.2f} ms at p99; a bare Flask proxy "
+        f"{summary['bare_proxy_added_first_chunk_p50_ms']:.2f} ms at p50", flush=True)
     return summary
 
 
@@ -389,11 +401,14 @@ def bench_gateway(args, tmp, results):
             "providers_toml": PROVIDERS.strip().splitlines(),
             "key": {"scopes": ["llm:*"], "budget_limit": BUDGET, "budget_period": "month"},
             "wrk_threads": THREADS}
+        bare_env = {**env, "BENCH_PROXY_UPSTREAM": upstream}
         try:
-            with gunicorn_master(env, workers=args.workers) as master:
-                gateway = master.base
-                chat = {"direct": (f"{upstream}/chat/completions", {"model": "tiny", "messages": HELLO,
-                                                                     "max_tokens": 5}, UPSTREAM_KEY),
+            with (gunicorn_master(env, workers=args.workers) as master,
+                  gunicorn_master(bare_env, args.workers, "bench.bare_app:app") as bare_master):
+                gateway, bare = master.base, bare_master.base
+                direct_body = {"model": "tiny", "messages": HELLO, "max_tokens": 5}
+                chat = {"direct": (f"{upstream}/chat/completions", direct_body, UPSTREAM_KEY),
+                        "bare proxy": (f"{bare}/proxy/chat/completions", direct_body, UPSTREAM_KEY),
                         "gateway": (f"{gateway}/llm/v1/chat/completions", {"model": "local/tiny", "messages": HELLO,
                                                                             "max_tokens": 5}, secret)}
                 for label, (url, body, bearer) in chat.items():
@@ -401,9 +416,10 @@ def bench_gateway(args, tmp, results):
                 processes = {"upstream": [served["pid"]], "gateway master": [master.pid],
                              **{f"gateway worker {n}": [pid]
                                 for n, pid in enumerate(sorted(master.worker_pids()), start=1)},
-                             **redis_process()}
+                             "bare proxy": [bare_master.pid, *bare_master.worker_pids()], **redis_process()}
                 results["chat"] = bench_chat(args, script, chat, processes,
-                                             f"chat completion, not streamed, {args.connections} connections")
+                                             f"chat completion, not streamed, {args.connections} connections",
+                                             args.connections)
                 if args.upstream_delay_ms:
                     # An upstream that takes as long as a model does (a small completion: tens of ms at least).
                     slow = [{"role": "user", "content": f"say hello delay:{args.upstream_delay_ms / 1000}"}]
@@ -411,11 +427,15 @@ def bench_gateway(args, tmp, results):
                              in chat.items()}
                     results["chat_paced"] = bench_chat(
                         args, script, paced, processes, f"chat completion, not streamed, the upstream answering "
-                        f"in {args.upstream_delay_ms} ms, {args.connections} connections")
+                        f"in {args.upstream_delay_ms} ms, {args.connections} connections", args.connections)
+                    results["chat_paced_one"] = bench_chat(
+                        args, script, paced, processes, f"chat completion, not streamed, the upstream answering "
+                        f"in {args.upstream_delay_ms} ms, one connection (one call at a time)", 1)
                 prompt = [{"role": "user", "content": f"words:{args.words}"}]
                 stream = {"stream": True, "stream_options": {"include_usage": True}}
-                streams = {"direct": (f"{upstream}/chat/completions",
-                                      {"model": "tiny", "messages": prompt, **stream}, UPSTREAM_KEY),
+                direct_stream = {"model": "tiny", "messages": prompt, **stream}
+                streams = {"direct": (f"{upstream}/chat/completions", direct_stream, UPSTREAM_KEY),
+                           "bare proxy": (f"{bare}/proxy/chat/completions", direct_stream, UPSTREAM_KEY),
                            "gateway": (f"{gateway}/llm/v1/chat/completions",
                                        {"model": "local/tiny", "messages": prompt, **stream}, secret)}
                 results["first_chunk"] = bench_first_chunk(args, streams)
@@ -424,9 +444,9 @@ def bench_gateway(args, tmp, results):
             delete_keys(REDIS_URL, prefix)
     chat = results["chat"]["gateway"]
     streams_sent = results["first_chunk"]["streams"] + results["first_chunk"]["warm_up_streams"]
-    paced = results.get("chat_paced", {}).get("gateway", {})
+    paced = [results.get(scenario, {}).get("gateway", {}) for scenario in ("chat_paced", "chat_paced_one")]
     gateway_calls = (chat["requests"] + chat["warm_up_requests"] + 1 + streams_sent
-                     + paced.get("requests", 0) + paced.get("warm_up_requests", 0))
+                     + sum(runs.get("requests", 0) + runs.get("warm_up_requests", 0) for runs in paced))
     results["checks"] = {"upstream": dict(served), "gateway_usage_by_model": counted}
     print(f"checks: the upstream served {served.get('requests')}, streamed {served.get('completed_streams')} "
           f"to the end ({served.get('disconnected_streams')} cut short), {served.get('stderr_lines')} lines on its "

@@ -145,10 +145,10 @@ def test_a_stream_arrives_chunk_by_chunk_and_is_charged_its_reported_usage(gatew
 def test_a_relayed_stream_passes_each_event_on_once_it_is_whole():
     events = proxy._Events("local/tiny")
     first = b'data: {"model": "tiny", "choices": [{"delta": {"content": "a"}}]}\r\n\r\ndata: {"mod'
-    assert events.feed(first) == b'data: {"model": "local/tiny", "choices": [{"delta": {"content": "a"}}]}\n\n'
+    assert events.feed(first) == b'data: {"model":"local/tiny","choices":[{"delta":{"content":"a"}}]}\n\n'
     assert events.feed(b'el": "tiny", "usage": {"prompt_tokens": 1}}\n') == b""  # not whole yet
     assert events.feed(b"\n: a comment\ndata: not json\n\ndata: [DONE]\n\n") == (
-        b'data: {"model": "local/tiny", "usage": {"prompt_tokens": 1}}\n\n: a comment\ndata: not json\n\n'
+        b'data: {"model":"local/tiny","usage":{"prompt_tokens":1}}\n\n: a comment\ndata: not json\n\n'
         b"data: [DONE]\n\n")
     assert (events.usage, events.content_chunks, events.rest()) == ({"prompt_tokens": 1}, 1, b"")
     assert events.feed(b"data: cut") == b"" and events.rest() == b"data: cut"

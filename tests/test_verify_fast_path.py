@@ -1,5 +1,6 @@
-"""The verification fast path and the Flask view are two doors to one pipeline (verify.answer): the
-same request gets the same bytes and headers through either. The fast path answers everything
+"""The verification's door of the fast path (app/fast_path.py, verify.fast_answer) and the Flask view
+are two doors to one pipeline (verify.answer): the same request gets the same bytes and headers
+through either. The fast path answers everything
 itself, errors included, except the requests that a request hook of the app has work on, which it
 passes on to Flask whole; a hook it does not know turns it off. (tests/test_verify.py runs every
 answer both ways.)"""
@@ -10,21 +11,26 @@ import pytest
 from flask import g
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.api import verify_fast_path
-from app.api.verify_fast_path import VerifyFastPath, unhonoured_hooks
+from app.api import verify
+from app.fast_path import FastPath, unhonoured_hooks
 from app.services import allowances
 from tests.conftest import JSONAPI, assert_error
 
 URL = "/v1/api-keys/verify"
 
 
+def fast_path_of(app) -> FastPath:
+    layer = app.wsgi_app
+    while not isinstance(layer, FastPath):
+        layer = layer.app  # SlashlessPaths, BodyLimit, ProxyFix
+    return layer
+
+
 @pytest.fixture
 def passed_on(app, monkeypatch):
     """Count the requests the fast path passes on to Flask."""
     calls = []
-    layer = app.wsgi_app
-    while not isinstance(layer, VerifyFastPath):
-        layer = layer.app  # BodyLimit, ProxyFix
+    layer = fast_path_of(app)
     flask_app = layer.wsgi_app
 
     def counted(environ, start_response):
@@ -135,7 +141,7 @@ def test_both_doors_give_the_same_answer(app, client, make, key, passed_on, monk
     monkeypatch.setattr(ratelimit, "utcnow", lambda: now)
     fast = _send(client, make, key, change)
     assert passed_on == [], "the fast path answers this request itself"
-    monkeypatch.setattr(VerifyFastPath, "takes", lambda self, environ: False)
+    monkeypatch.setattr(FastPath, "takes", lambda self, environ: None)
     slow = _send(client, make, key, change)
     assert passed_on == [1]
     assert fast.status_code == status, fast.get_data(as_text=True)
@@ -156,7 +162,7 @@ def test_a_caller_keys_quota_is_counted_through_the_fast_path(client, make, key,
     lambda r: r.update(
         data=json.dumps({"key": "x", "pad": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
         content_type="application/json", json=None),  # deeper than MAX_JSON_DEPTH
-    lambda r: r["json"].update(pad="x" * verify_fast_path.MAX_FAST_BODY),  # a large body
+    lambda r: r["json"].update(pad="x" * verify.MAX_FAST_BODY),  # a large body
 ])
 def test_a_request_a_hook_has_work_on_goes_to_flask_whole(client, service, key, passed_on, change):
     request = {"json": {"key": key.secret}, "headers": service}
@@ -172,9 +178,9 @@ def test_a_request_a_hook_has_work_on_goes_to_flask_whole(client, service, key, 
                                               {"TRUSTED_PROXIES": 1}])
 def test_the_fast_path_honours_every_request_hook_of_the_app(app, config_overrides):
     """Fails when a request hook is registered that the fast path does not know: list it in
-    verify_fast_path.HONOURED with the reason the fast path may skip it, or make the fast path do
-    its work (or pass the requests it has work on to Flask)."""
-    assert unhonoured_hooks(app) == []
+    fast_path.HONOURED with the reason the fast path may skip it, or make the fast path do its work
+    (or pass the requests it has work on to Flask)."""
+    assert unhonoured_hooks(app, fast_path_of(app).doors.values()) == []
 
 
 def test_a_hook_it_does_not_honour_turns_the_fast_path_off(app, client, service, key, passed_on):
@@ -183,7 +189,8 @@ def test_a_hook_it_does_not_honour_turns_the_fast_path_off(app, client, service,
         response.headers["X-Stamp"] = g.get("stamp", "flask")
         return response
 
-    assert unhonoured_hooks(app) == ["tests.test_verify_fast_path.test_a_hook_it_does_not_honour_turns_the_fast_"
+    doors = fast_path_of(app).doors.values()
+    assert unhonoured_hooks(app, doors) == ["tests.test_verify_fast_path.test_a_hook_it_does_not_honour_turns_the_fast_"
                                      "path_off.<locals>.stamp"]
     response = client.post(URL, json={"key": key.secret}, headers=service)
     assert response.status_code == 200 and response.headers["X-Stamp"] == "flask" and passed_on == [1]
@@ -220,7 +227,7 @@ def test_an_error_after_the_checks_began_is_answered_as_the_view_would(client, m
 @pytest.mark.parametrize("config_overrides", [{"RATE_LIMIT_AUTH_FAILURES": "3 per minute"}])
 def test_an_address_over_its_failure_limit_gets_429_for_failures_only(client, make, key, monkeypatch, way_in):
     if way_in == "flask view":
-        monkeypatch.setattr(VerifyFastPath, "takes", lambda self, environ: False)
+        monkeypatch.setattr(FastPath, "takes", lambda self, environ: None)
     account = make.user(admin=True)
     for _ in range(3):
         assert_error(client.post(URL, json={"key": key.secret}, headers={"X-API-Key": "lk_nope"}), 401)

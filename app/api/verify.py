@@ -7,8 +7,9 @@ with `valid` and a `code`; no answer ever carries a secret or a digest.
 One pipeline, two doors. `answer` is everything the endpoint does once routed: the failed-
 authentication limit, the caller's authentication and scope, the caller key's own quota, reading
 the body, verifying the key in it, counting that key's usage, and the answer document. The Flask
-view below calls it, and so does the WSGI fast path (verify_fast_path.py), which spares the
-services' hot path Flask's request machinery when none of the app's request hooks has work to do.
+view below calls it, and so does its door of the WSGI fast path (`DOOR`, app/fast_path.py), which
+spares the services' hot path Flask's request machinery when none of the app's request hooks has
+work to do.
 
 Callers that fail to authenticate are counted per client IP (RATE_LIMIT_AUTH_FAILURES): once an
 address is over that limit, each failure there is answered 429 instead of 401 or 403. A valid
@@ -30,11 +31,12 @@ from redis.exceptions import RedisError
 
 from app.api import bp
 from app.api.helpers.auth import authenticate, authentication_required, check_scope, credential_from
-from app.api.helpers.errors import ApiError, retry_after
+from app.api.helpers.errors import ApiError, handle_error, retry_after
 from app.api.helpers.jsonapi import JSONAPI, encode
 from app.api.helpers.ratelimit import charge_quota, client_ip, limits_itself
-from app.api.helpers.requests import read_attributes
+from app.api.helpers.requests import MAX_JSON_DEPTH, negotiate, read_attributes
 from app.extensions import limiter
+from app.fast_path import Door
 from app.models.types import utcnow
 from app.services import allowances, reservations, signing
 from app.services import scopes as scope_rules
@@ -87,6 +89,29 @@ def verify_key():
 
 
 ENDPOINT = f"{bp.name}.{verify_key.__name__}"
+MAX_FAST_BODY = 16 * 1024  # larger bodies are unusual: the Flask view reads them
+
+
+def fast_answer(environ, body: bytes):
+    """The fast path's door (app/fast_path.py): the pipeline's answer to this request as a WSGI
+    application, errors answered as the Flask view's error handler answers them; None (Flask's to
+    answer) for a body with more brackets than MAX_JSON_DEPTH, which check_json_body judges."""
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+        return None
+    try:
+        negotiate(environ.get("CONTENT_TYPE", ""), environ.get("HTTP_ACCEPT", ""), bool(body))
+        document, headers = answer(environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION", ""),
+                                   environ.get("REMOTE_ADDR") or "unknown", body)
+    except Exception as exc:
+        return handle_error(exc)
+
+    def respond(environ, start_response):
+        start_response("200 OK", [*headers.items(), ("Content-Length", str(len(document)))])
+        return [document]
+    return respond
+
+
+DOOR = Door(ENDPOINT, verify_key, fast_answer, MAX_FAST_BODY)
 
 
 def _invalid(detail, field):
@@ -207,13 +232,10 @@ def _parsed(text):
 
 
 def init_app(app):
-    """The pipeline counts this endpoint's limits and usage itself; the fast path goes in front; the
-    token signer is per process."""
+    """The pipeline counts this endpoint's limits and usage itself; the token signer is per process."""
     from app.api import reservations as reservation_views
-    from app.api.verify_fast_path import VerifyFastPath
 
     signing.init_app(app)
     reservations.init_app(app)
     limits_itself(app, ENDPOINT)
     reservation_views.init_app(app)
-    app.wsgi_app = VerifyFastPath(app, app.wsgi_app)

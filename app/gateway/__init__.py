@@ -14,15 +14,18 @@ address (RATE_LIMIT_AUTH_FAILURES).
 import json
 import logging
 import math
+from dataclasses import dataclass
 
-from flask import Blueprint, current_app, request
+import orjson
+from flask import Blueprint, Response, current_app, request
 from redis.exceptions import RedisError
 
 from app.api.helpers import errors as api_errors  # not app.gateway.errors
 from app.api.helpers.errors import retry_after
-from app.api.helpers.ratelimit import client_ip, limits_itself
+from app.api.helpers.ratelimit import limits_itself
 from app.api.verify import FailureLimit
 from app.extensions import state
+from app.fast_path import Door
 from app.gateway import providers, proxy
 from app.gateway.errors import GatewayError, error_response
 from app.models.types import utcnow
@@ -69,50 +72,61 @@ def catalog() -> providers.Catalog:
 
 # --- the caller ---------------------------------------------------------------------------------------
 
-def _secret() -> str:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    secret = request.headers.get("X-API-Key") or (value.strip() if scheme.lower() == "bearer" else "")
-    if not secret:
-        raise GatewayError(401, "Send a Latchkey API key: 'Authorization: Bearer <key>'.", "invalid_request_error",
-                           "invalid_api_key")
-    if not looks_like_key(secret, current_app.config["API_KEY_PREFIX"]):  # a session's JWT, say
-        _refused(Outcome.NOT_FOUND, message="The gateway takes Latchkey API keys only.")
-    return secret
+@dataclass(frozen=True)
+class Caller:
+    """Who calls, as the request's headers and address say."""
+    authorization: str
+    api_key_header: str | None  # X-API-Key
+    ip: str
 
+    @classmethod
+    def of(cls, environ) -> "Caller":
+        """The caller of a WSGI request (its address as ProxyFix, in front of both doors, left it)."""
+        return cls(environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_X_API_KEY"),
+                   environ.get("REMOTE_ADDR") or "unknown")
 
-def _refused(outcome: Outcome, retry_seconds: int | None = None, message: str | None = None):
-    status, kind, code = REFUSALS[outcome]
-    if status in (401, 403) and outcome is not Outcome.INSUFFICIENT_SCOPES:
-        wait = FailureLimit(client_ip()).hit()
-        if wait is not None:
-            raise GatewayError(429, "Too many failed authentications from this address.", "rate_limit_error",
-                               "rate_limit_exceeded", retry_after(wait))
-    headers = {"Retry-After": str(retry_seconds)} if retry_seconds else None
-    raise GatewayError(status, message or f"The key was refused: {outcome.value}.", kind, code, headers)
+    def secret(self) -> str:
+        scheme, _, value = self.authorization.partition(" ")
+        secret = self.api_key_header or (value.strip() if scheme.lower() == "bearer" else "")
+        if not secret:
+            raise GatewayError(401, "Send a Latchkey API key: 'Authorization: Bearer <key>'.",
+                               "invalid_request_error", "invalid_api_key")
+        if not looks_like_key(secret, current_app.config["API_KEY_PREFIX"]):  # a session's JWT, say
+            self.refused(Outcome.NOT_FOUND, message="The gateway takes Latchkey API keys only.")
+        return secret
 
+    def refused(self, outcome: Outcome, retry_seconds: int | None = None, message: str | None = None):
+        status, kind, code = REFUSALS[outcome]
+        if status in (401, 403) and outcome is not Outcome.INSUFFICIENT_SCOPES:
+            wait = FailureLimit(self.ip).hit()
+            if wait is not None:
+                raise GatewayError(429, "Too many failed authentications from this address.", "rate_limit_error",
+                                   "rate_limit_exceeded", retry_after(wait))
+        headers = {"Retry-After": str(retry_seconds)} if retry_seconds else None
+        raise GatewayError(status, message or f"The key was refused: {outcome.value}.", kind, code, headers)
 
-def _admit(secret: str, model: providers.Model | None, estimate: int):
-    """Verify the key for `model`'s scope (None: no scope) at the cost `estimate`, count it under
-    the model, and return (record, when it was admitted)."""
-    scopes, model_id = ([model.scope], model.id) if model is not None else ([], "")
-    now = utcnow()
-    try:
-        verdict = verify(secret, scopes, client_ip(), estimate, now)
-    except RedisError:
-        raise GatewayError(503, "Limits cannot be checked now; retry later.", "server_error", "limits_unavailable",
-                           {"Retry-After": "5"}) from None
-    count(verdict, estimate, now, model_id)
-    if verdict.outcome is not Outcome.VALID:
-        window = (verdict.rate_limit or {}).get("window") if verdict.outcome is Outcome.RATE_LIMITED else None
-        _refused(verdict.outcome, window)
-    return verdict.record, now
+    def admit(self, secret: str, model: providers.Model | None, estimate: int):
+        """Verify the key `secret` for `model`'s scope (None: no scope) at the cost `estimate`,
+        count it under the model, and return (record, when it was admitted)."""
+        scopes, model_id = ([model.scope], model.id) if model is not None else ([], "")
+        now = utcnow()
+        try:
+            verdict = verify(secret, scopes, self.ip, estimate, now)
+        except RedisError:
+            raise GatewayError(503, "Limits cannot be checked now; retry later.", "server_error",
+                               "limits_unavailable", {"Retry-After": "5"}) from None
+        count(verdict, estimate, now, model_id)
+        if verdict.outcome is not Outcome.VALID:
+            window = (verdict.rate_limit or {}).get("window") if verdict.outcome is Outcome.RATE_LIMITED else None
+            self.refused(verdict.outcome, window)
+        return verdict.record, now
 
 
 # --- the endpoints --------------------------------------------------------------------------------------
 
-def _body() -> dict:
+def _body(raw: bytes) -> dict:
     try:
-        body = json.loads(request.get_data(cache=True) or b"null")
+        body = orjson.loads(raw or b"null")  # nesting deeper than 1,024 is a ValueError too
     except ValueError:
         body = None
     if not isinstance(body, dict):
@@ -142,10 +156,9 @@ def prompt_tokens(value) -> int:
     return math.ceil(len(json.dumps(value, ensure_ascii=False)) / CHARS_PER_TOKEN)
 
 
-@bp.post("/chat/completions")
-def chat_completions():
+def chat(caller: Caller, raw: bytes) -> Response:
     """OpenAI's chat completions, streamed or not, on the provider that serves the model."""
-    secret, body = _secret(), _body()
+    secret, body = caller.secret(), _body(raw)
     model = _model(body)
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise GatewayError(400, "messages must be a non-empty array.", "invalid_request_error")
@@ -155,34 +168,58 @@ def chat_completions():
     choices = _whole(body, "n", 1)  # n answers cost n times the output
     estimate_in = prompt_tokens(body["messages"])
     estimate = model.cost(estimate_in, max_tokens * choices)
-    record, admitted_at = _admit(secret, model, estimate)
+    record, admitted_at = caller.admit(secret, model, estimate)
     call = proxy.Call(model, record, estimate, admitted_at, estimate_in)
     if body.get("stream") is True:
         return call.stream("chat/completions", body)
     return call.once("chat/completions", body)
 
 
-@bp.post("/embeddings")
-def embeddings():
+def embed(caller: Caller, raw: bytes) -> Response:
     """OpenAI's embeddings on the provider that serves the model."""
-    secret, body = _secret(), _body()
+    secret, body = caller.secret(), _body(raw)
     model = _model(body)
     if not isinstance(body.get("input"), str | list) or not body["input"]:
         raise GatewayError(400, "input must be a string or a non-empty array.", "invalid_request_error")
     estimate_in = prompt_tokens(body["input"])
     estimate = model.cost(estimate_in, 0)
-    record, admitted_at = _admit(secret, model, estimate)
+    record, admitted_at = caller.admit(secret, model, estimate)
     return proxy.Call(model, record, estimate, admitted_at, estimate_in).once("embeddings", body)
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    return chat(Caller.of(request.environ), request.get_data(cache=True))
+
+
+@bp.post("/embeddings")
+def embeddings():
+    return embed(Caller.of(request.environ), request.get_data(cache=True))
 
 
 @bp.get("/models")
 def models():
     """The models the calling key may use (its scopes), as OpenAI lists models."""
-    record, _ = _admit(_secret(), None, 0)  # its rate limit and quota apply, as to every request
+    caller = Caller.of(request.environ)
+    record, _ = caller.admit(caller.secret(), None, 0)  # its rate limit and quota apply, as to every request
     allowed = [model for model in catalog().listed()
                if scope_rules.key_allows(record.scopes, record.owner_is_admin, model.scope)]
     return {"object": "list", "data": [{"id": model.id, "object": "model", "created": 0,
                                         "owned_by": model.provider.name} for model in allowed]}
+
+
+def _door(answer):
+    """The fast path's door (app/fast_path.py) to a POST route: `answer`'s response, or the error's."""
+    def door(environ, body: bytes):
+        try:
+            return answer(Caller.of(environ), body)
+        except Exception as error:
+            return _answer_error(error)
+    return door
+
+
+DOORS = {f"{bp.url_prefix}/chat/completions": Door(f"{bp.name}.chat_completions", chat_completions, _door(chat)),
+         f"{bp.url_prefix}/embeddings": Door(f"{bp.name}.embeddings", embeddings, _door(embed))}
 
 
 def init_app(app):

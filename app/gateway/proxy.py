@@ -28,8 +28,9 @@ import logging
 import os
 import threading
 
+import orjson
 import urllib3
-from flask import Response, stream_with_context
+from flask import Response, current_app
 from redis.exceptions import RedisError
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as UpstreamTimeout
@@ -69,7 +70,7 @@ def send(provider, method: str, path: str, payload: dict | None = None, accept: 
     content = None
     if payload is not None:
         headers["Content-Type"] = "application/json"
-        content = json.dumps(payload).encode()
+        content = orjson.dumps(payload)
     api_key = provider.api_key()
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -170,7 +171,7 @@ class Call:
         if response.status != 200:
             return self._refused_upstream(response, response.data)
         try:
-            answer = json.loads(response.data)
+            answer = orjson.loads(response.data)
         except ValueError:
             self._settle(self.estimate, "answered no JSON")
             raise GatewayError(502, "The provider's answer was not JSON.", "server_error", "upstream_invalid") from None
@@ -179,7 +180,7 @@ class Call:
                      "estimate", tokens, reported)
         if isinstance(answer, dict) and "model" in answer:
             answer["model"] = self.model.id
-        return Response(json.dumps(answer), 200, mimetype="application/json")
+        return Response(orjson.dumps(answer), 200, mimetype="application/json")
 
     def stream(self, path: str, body: dict) -> Response:
         """A streamed chat completion, passed on as it arrives."""
@@ -191,10 +192,12 @@ class Call:
                 content = b""
             finish(response, whole=False)
             return self._refused_upstream(response, content)
-        return Response(stream_with_context(self._relay(response)), 200, mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Response(self._relay(response, current_app._get_current_object()), 200,
+                        mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    def _relay(self, response: urllib3.BaseHTTPResponse):
+    def _relay(self, response: urllib3.BaseHTTPResponse, app):
+        """The stream's events as they arrive, then its settlement, in an app context of its own:
+        the stream is read after the view (or the fast path's door) has returned."""
         events = _Events(self.model.id)
         ended = "ended"
         try:
@@ -218,7 +221,8 @@ class Call:
             why = None if ended == "ended" else ended
             if not reported:
                 why = f"{ended}; no usage reported: settled at the prompt's estimate and {tokens[1]} streamed chunks"
-            self._settle(self.model.cost(*tokens), why, tokens, reported)
+            with app.app_context():
+                self._settle(self.model.cost(*tokens), why, tokens, reported)
 
 
 class _Events:
@@ -246,7 +250,7 @@ class _Events:
         if not line.startswith(b"data:") or line[5:].strip() == b"[DONE]":
             return line
         try:
-            event = json.loads(line[5:])
+            event = orjson.loads(line[5:])
         except ValueError:
             return line
         if not isinstance(event, dict):
@@ -259,4 +263,4 @@ class _Events:
         if "model" not in event:
             return line
         event["model"] = self._model_id
-        return b"data: " + json.dumps(event, ensure_ascii=False).encode()
+        return b"data: " + orjson.dumps(event)
