@@ -30,6 +30,7 @@ from tests.helpers import (  # noqa: F401
     UserRef,
     assert_error,
     delete_keys,
+    fast_path_of,
     resource,
 )
 
@@ -132,3 +133,18 @@ def timeline(monkeypatch):
     fake = Timeline()
     monkeypatch.setattr(clock, "monotonic", fake)
     return fake
+
+
+@pytest.fixture
+def passed_on(app, monkeypatch):
+    """Count the requests the fast path passes on to Flask."""
+    calls = []
+    layer = fast_path_of(app)
+    flask_app = layer.wsgi_app
+
+    def counted(environ, start_response):
+        calls.append(1)
+        return flask_app(environ, start_response)
+
+    monkeypatch.setattr(layer, "wsgi_app", counted)
+    return calls

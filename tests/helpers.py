@@ -18,6 +18,7 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.fast_path import FastPath
 from app.models import ApiKey, User
 from app.services import lifecycle, sessions
 from app.services.passwords import hash_password
@@ -297,3 +298,11 @@ def delete_keys(storage_uri, prefix):
             client.unlink(*names[start:start + 500])
     finally:
         client.close()
+
+
+def fast_path_of(app) -> FastPath:
+    """The app's fast path (app/fast_path.py), under its outer WSGI layers."""
+    layer = app.wsgi_app
+    while not isinstance(layer, FastPath):
+        layer = layer.app  # SlashlessPaths, BodyLimit, ProxyFix
+    return layer

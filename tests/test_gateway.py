@@ -8,6 +8,7 @@ leases a share of them (redis_counters): what one worker reports as used is then
 """
 import json
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,40 +27,9 @@ from tests.servers import (
     service_env,
     wait_until,
 )
-from tests.upstream import Upstream
+from tests.upstream import PROVIDERS, Upstream
 
 UPSTREAM_KEY = "upstream-credential-do-not-log-7f3a9c"
-PROVIDERS = """
-[[providers]]
-name = "local"
-base_url = "{url}"
-api_key_env = "LOCAL_LLM_KEY"
-timeout_seconds = 2
-
-[[providers.models]]
-name = "tiny"
-input_price = 1000
-output_price = 1000
-max_tokens = 64
-
-[[providers.models]]
-name = "embed"
-input_price = 1000
-output_price = 0
-
-[[providers]]
-name = "misconfigured"
-base_url = "{url}"
-api_key_env = "WRONG_LLM_KEY"
-
-[[providers.models]]
-name = "tiny"
-input_price = 1000
-output_price = 1000
-
-[aliases]
-small = "local/tiny"
-"""
 WORKERS = 4 if redis_url_or_none() else 1
 
 
@@ -77,14 +47,14 @@ def gateway(tmp_path_factory):
         seeder = Seeder(env)
         try:
             with gunicorn_master(env, workers=WORKERS) as master:
-                yield Gateway(master.base, seeder, upstream, tmp)
+                yield Gateway(master, seeder, upstream, tmp)
         finally:
             seeder.close()
 
 
 class Gateway:
-    def __init__(self, base, seeder, upstream, tmp):
-        self.base, self.seeder, self.upstream, self.tmp = base, seeder, upstream, tmp
+    def __init__(self, master, seeder, upstream, tmp):
+        self.master, self.base, self.seeder, self.upstream, self.tmp = master, master.base, seeder, upstream, tmp
         admin_id, _ = seeder.user("gateway-admin@example.com", admin=True)
         self.verifier = {"X-API-Key": seeder.key(admin_id, scopes=["keys:verify"])}
         self.count = 0
@@ -235,6 +205,32 @@ def test_a_client_that_leaves_a_stream_cancels_the_upstream_and_is_charged_what_
     assert gateway.upstream.wait_for_disconnect(10)
     charged = gateway.budget_used(secret)
     assert prompt_estimate(messages) < charged < prompt_estimate(messages) + 64  # what was streamed, no more
+
+
+def test_a_graceful_reload_lets_a_stream_end_and_settles_and_counts_it(gateway):
+    owner_id, token = gateway.seeder.user("gateway-reload@example.com")
+    secret = gateway.seeder.key(owner_id, scopes=["llm:*"], budget_limit=5000, budget_period="month")
+    body = {"model": "local/tiny", "messages": [{"role": "user", "content": "words:20 delay:0.1"}], "stream": True}
+    old_workers, reloaded = gateway.master.worker_pids(), {}
+    with httpx.stream("POST", f"{gateway.base}/llm/v1/chat/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {secret}"}) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        events = [line for _, line in zip(range(6), lines, strict=False)]
+        reloader = threading.Thread(target=lambda: reloaded.update(workers=gateway.master.reload(WORKERS)))
+        reloader.start()  # SIGHUP while the stream has 1.5 s to go: its worker stops once it has ended
+        events += list(lines)
+    reloader.join(60)
+    assert reloaded["workers"] and not reloaded["workers"] & old_workers
+    chunks = [json.loads(line[5:]) for line in events if line.startswith("data: {")]
+    text = "".join(choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"])
+    assert text == " ".join(f"w{n}" for n in range(20)) and [line for line in events if line][-1] == "data: [DONE]"
+    if redis_url_or_none():  # on memory:// the budget lived in the stopped worker
+        assert gateway.budget_used(secret) == 2 + 20  # the usage it reported, settled by the worker that stopped
+    session = {"Authorization": f"Bearer {token}"}
+    expected = {"local/tiny": {"requests": 1, "cost": 22, "input-tokens": 2, "output-tokens": 20}}
+    wait_until(lambda: requests.get(f"{gateway.base}/v1/usage", headers=session, timeout=10).json()["data"][
+        "attributes"]["by-model"] == expected, 10, "the stopped worker's usage written")
 
 
 @pytest.mark.skipif(redis_url_or_none() is None, reason="needs RATELIMIT_STORAGE_URI=redis://...")

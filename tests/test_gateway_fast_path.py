@@ -7,28 +7,9 @@ import json
 import pytest
 
 from app.fast_path import FastPath
-from tests.test_verify_fast_path import fast_path_of
-from tests.upstream import Upstream
+from tests.upstream import PROVIDERS, Upstream
 
 UPSTREAM_KEY = "upstream-credential-fast-path-0123"
-PROVIDERS = """
-[[providers]]
-name = "local"
-base_url = "{url}"
-api_key_env = "FAST_PATH_LLM_KEY"
-timeout_seconds = 2
-
-[[providers.models]]
-name = "tiny"
-input_price = 1000
-output_price = 1000
-max_tokens = 64
-
-[[providers.models]]
-name = "embed"
-input_price = 1000
-output_price = 0
-"""
 CHAT = "/llm/v1/chat/completions"
 HELLO = [{"role": "user", "content": "say hello"}]
 
@@ -41,25 +22,11 @@ def upstream():
 
 @pytest.fixture
 def config_overrides(upstream, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAST_PATH_LLM_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("LOCAL_LLM_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("WRONG_LLM_KEY", "not-the-upstream-credential")
     providers = tmp_path / "providers.toml"
     providers.write_text(PROVIDERS.format(url=upstream.url))
     return {"LLM_PROVIDERS_FILE": str(providers)}
-
-
-@pytest.fixture
-def passed_on(app, monkeypatch):
-    """Count the requests the fast path passes on to Flask."""
-    calls = []
-    layer = fast_path_of(app)
-    flask_app = layer.wsgi_app
-
-    def counted(environ, start_response):
-        calls.append(1)
-        return flask_app(environ, start_response)
-
-    monkeypatch.setattr(layer, "wsgi_app", counted)
-    return calls
 
 
 def _keys(make):

@@ -15,30 +15,9 @@ from app.api import verify
 from app.fast_path import FastPath, unhonoured_hooks
 from app.services import allowances
 from tests.conftest import JSONAPI, assert_error
+from tests.helpers import fast_path_of
 
 URL = "/v1/api-keys/verify"
-
-
-def fast_path_of(app) -> FastPath:
-    layer = app.wsgi_app
-    while not isinstance(layer, FastPath):
-        layer = layer.app  # SlashlessPaths, BodyLimit, ProxyFix
-    return layer
-
-
-@pytest.fixture
-def passed_on(app, monkeypatch):
-    """Count the requests the fast path passes on to Flask."""
-    calls = []
-    layer = fast_path_of(app)
-    flask_app = layer.wsgi_app
-
-    def counted(environ, start_response):
-        calls.append(1)
-        return flask_app(environ, start_response)
-
-    monkeypatch.setattr(layer, "wsgi_app", counted)
-    return calls
 
 
 @pytest.fixture

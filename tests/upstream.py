@@ -30,6 +30,39 @@ API_KEY = "upstream-secret-0123456789"
 DEFAULT_REPLY = "hello from upstream"
 MODELS = ("tiny", "embed")
 EMBEDDING = [0.1, 0.2, 0.3]
+# A providers file (LLM_PROVIDERS_FILE) for this upstream, `{url}` its URL: `local` (credential in
+# $LOCAL_LLM_KEY) serves `tiny` and `embed`, `misconfigured` ($WRONG_LLM_KEY) `tiny`.
+PROVIDERS = """
+[[providers]]
+name = "local"
+base_url = "{url}"
+api_key_env = "LOCAL_LLM_KEY"
+timeout_seconds = 2
+
+[[providers.models]]
+name = "tiny"
+input_price = 1000
+output_price = 1000
+max_tokens = 64
+
+[[providers.models]]
+name = "embed"
+input_price = 1000
+output_price = 0
+
+[[providers]]
+name = "misconfigured"
+base_url = "{url}"
+api_key_env = "WRONG_LLM_KEY"
+
+[[providers.models]]
+name = "tiny"
+input_price = 1000
+output_price = 1000
+
+[aliases]
+small = "local/tiny"
+"""
 _SCRIPT_VALUES = {"words": int, "delay": float, "fail": int, "hang": float}
 _SCRIPT_FLAGS = ("drop", "nousage")
 

@@ -6,7 +6,7 @@ would, with the same documents, so it needs nothing the API does not offer. It u
 
 Every answer carries a strict Content-Security-Policy: scripts and styles from this origin only,
 never inline, so markup injected through data could not run. The hooks are the blueprint's own, not
-the app's: the verification fast path stays open (app/api/verify_fast_path.py).
+the app's: the fast path stays open (app/fast_path.py).
 """
 from pathlib import Path
 
