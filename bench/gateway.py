@@ -1,12 +1,13 @@
-"""What the LLM gateway adds to a call: the same local upstream called directly and through /llm/v1, in one run.
+"""What the LLM gateway adds to a call: the same local upstream called directly, through a bare Flask
+proxy and through /llm/v1, in one run.
 
-    .venv/bin/python bench/gateway.py                     # 3 alternating wrk runs of 10 s per path, then
-                                                          # 200 + 200 streams: about 75 s
+    .venv/bin/python bench/gateway.py                     # 3 alternating wrk runs of 10 s per path and
+                                                          # load, then 200 streams per path: about 6 min
     .venv/bin/python bench/gateway.py --runs 5 --streams 500
 
 The upstream is tests/upstream.py's OpenAI-compatible server, started in a process of its own (so
 that neither the measuring client nor wrk shares its interpreter). It is a stdlib
-ThreadingHTTPServer: one Python process, one GIL, a thread per connection. Both paths are limited
+ThreadingHTTPServer: one Python process, one GIL, a thread per connection. Every path is limited
 by it (the direct path by it alone), and wrk, the gateway, the upstream, PostgreSQL and Redis share
 this machine's cores, so the throughput ratio says how much of this upstream's throughput the
 gateway leaves on this machine; it is not the gateway's own ceiling. The cores each process used
@@ -16,7 +17,7 @@ sends hundreds of thousands), listens with a backlog of 128 instead of 5, so tha
 connections is not dropped and retried a second later, and sets TCP_NODELAY on its connections,
 as production servers (and gunicorn, and tests/upstream.py) do. Without it (--upstream-nagle) a
 plain answer's body is a second small write that Nagle's algorithm holds until the
-client's delayed ACK: about 40 ms per call on a kept-alive connection, on both paths, which hides
+client's delayed ACK: about 40 ms per call on a kept-alive connection, on every path, which hides
 everything else.
 
 Latchkey runs under gunicorn with --workers gthread workers of --threads threads (default 2 x 8;
@@ -29,14 +30,17 @@ verification (rate limit, quota, budget on Redis, with leases) at the call's est
 upstream call, and the settlement of the difference at the tokens the upstream reports (on the
 worker's lease), and usage counted per model.
 
-1. Throughput and latency of a small non-streaming chat completion, with an upstream that answers
-   at once and then (--upstream-delay-ms, 20 by default) with one that takes as long as a small
-   model call at least, (`say hello`, max_tokens 5),
-   with wrk at --connections connections, in alternating runs: `direct` (POST <upstream>/v1/chat/
-   completions, model "tiny", the upstream's key) and `gateway` (POST <gateway>/llm/v1/chat/
+1. Throughput and latency of a small non-streaming chat completion (`say hello`, max_tokens 5),
+   with an upstream that answers at once and then (--upstream-delay-ms, 20 by default) with one
+   that takes as long as a small model call at least, with wrk at --connections connections, and
+   with that slower upstream once more at one connection (one call at a time), in alternating
+   runs: `direct` (POST <upstream>/v1/chat/completions, model "tiny", the upstream's key), `bare
+   proxy` (the same through bench/bare_app.py's bare Flask proxy, under the same gunicorn
+   settings: the least any Flask gateway costs) and `gateway` (POST <gateway>/llm/v1/chat/
    completions, model "local/tiny", the Latchkey key), each as `Authorization: Bearer`. wrk's
    script (method, body, headers) is written to a temporary file. Medians of --runs runs; the
-   ratio of gateway/direct requests per second and the latency the gateway adds at p50 and p99.
+   ratios of requests per second (gateway/direct, bare proxy/direct, gateway/bare proxy) and the
+   latency added at p50 and p99 (over direct, and the gateway's over the bare proxy).
    During each run, the cores (CPU seconds per second, from /proc) used by the upstream process,
    the gateway's gunicorn (master, each worker, and their sum), redis-server (when local), wrk,
    and everything else on the machine (PostgreSQL, and any other work: a busy machine shows
