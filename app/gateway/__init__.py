@@ -10,6 +10,10 @@ on the key's budget (proxy.py). Errors are OpenAI-style bodies (`{"error": {...}
 Like verifications, gateway calls are not under RATE_LIMIT_DEFAULTS: the key's own rate limit,
 quota and budget apply (counted by the pipeline), and failed authentications are limited per
 address (RATE_LIMIT_AUTH_FAILURES).
+
+Two doors, one gateway: `chat` and `embed` take the `Caller` (from the WSGI environ) and the raw
+body, and both the Flask views and the fast path's doors (`DOORS`, app/fast_path.py: Flask's
+request machinery skipped) call them, with the same error answers.
 """
 import json
 import logging
