@@ -21,11 +21,12 @@ import math
 from dataclasses import dataclass
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from redis.exceptions import RedisError
 
 from app.api.helpers import errors as api_errors  # not app.gateway.errors
-from app.api.helpers.errors import retry_after
+from app.api.helpers.auth import credential_from
+from app.api.helpers.errors import ApiError, retry_after
 from app.api.helpers.ratelimit import limits_itself
 from app.api.verify import FailureLimit
 from app.extensions import state
@@ -34,7 +35,6 @@ from app.gateway import providers, proxy
 from app.gateway.errors import GatewayError, error_response
 from app.models.types import utcnow
 from app.services import scopes as scope_rules
-from app.services.key_format import looks_like_key
 from app.services.verifier import Outcome, count, verify
 
 bp = Blueprint("llm", __name__, url_prefix="/llm/v1")
@@ -90,12 +90,15 @@ class Caller:
                    environ.get("REMOTE_ADDR") or "unknown")
 
     def secret(self) -> str:
-        scheme, _, value = self.authorization.partition(" ")
-        secret = self.api_key_header or (value.strip() if scheme.lower() == "bearer" else "")
+        """The API key the caller sent, read as every route reads credentials (credential_from)."""
+        try:
+            kind, secret = credential_from(self.api_key_header, self.authorization)
+        except ApiError:  # a scheme other than Bearer, or no value: no key sent
+            kind = secret = None
         if not secret:
             raise GatewayError(401, "Send a Latchkey API key: 'Authorization: Bearer <key>'.",
                                "invalid_request_error", "invalid_api_key")
-        if not looks_like_key(secret, current_app.config["API_KEY_PREFIX"]):  # a session's JWT, say
+        if kind != "key":  # a session's JWT, say
             self.refused(Outcome.NOT_FOUND, message="The gateway takes Latchkey API keys only.")
         return secret
 
