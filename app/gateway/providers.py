@@ -21,6 +21,7 @@ A model is addressed as `<provider>/<model>` or by an alias; the scope it needs 
 `openai` and `llm:*` every model). Upstream credentials live in the environment only: never in the
 database, the file or a log.
 """
+import functools
 import math
 import os
 import tomllib
@@ -70,7 +71,7 @@ class Provider:
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) or None
 
-    @property
+    @functools.cached_property  # read on every call: parsed once (a frozen dataclass's __dict__ takes it)
     def path(self) -> str:
         """The base URL's path ("/v1"), under which the API's paths go."""
         return urllib3.util.parse_url(self.base_url).path or ""
