@@ -5,8 +5,10 @@ against tests/upstream.py."""
 import json
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.fast_path import FastPath
+from app.services import allowances
 from tests.upstream import PROVIDERS, Upstream
 
 UPSTREAM_KEY = "upstream-credential-fast-path-0123"
@@ -21,12 +23,18 @@ def upstream():
 
 
 @pytest.fixture
-def config_overrides(upstream, tmp_path, monkeypatch):
+def storage_errors():
+    """Extra settings (a test parametrizes it)."""
+    return {}
+
+
+@pytest.fixture
+def config_overrides(upstream, tmp_path, monkeypatch, storage_errors):
     monkeypatch.setenv("LOCAL_LLM_KEY", UPSTREAM_KEY)
     monkeypatch.setenv("WRONG_LLM_KEY", "not-the-upstream-credential")
     providers = tmp_path / "providers.toml"
     providers.write_text(PROVIDERS.format(url=upstream.url))
-    return {"LLM_PROVIDERS_FILE": str(providers)}
+    return {"LLM_PROVIDERS_FILE": str(providers), **storage_errors}
 
 
 def _keys(make):
@@ -117,3 +125,24 @@ def test_a_request_a_hook_has_work_on_goes_to_flask(client, make, passed_on, cha
     change(request)
     response = client.post(CHAT, **request)
     assert response.status_code == 200 and passed_on == [1]
+
+
+@pytest.mark.parametrize("storage_errors", [{"RATELIMIT_ON_STORAGE_ERROR": "closed"}])
+def test_limits_that_cannot_be_checked_are_a_503_through_both_doors_and_reach_no_upstream(
+        client, make, upstream, passed_on, monkeypatch):
+    def unreachable(*args):
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(allowances, "admit_key", unreachable)
+    key = make.key(make.user(), scopes=["llm:*"], budget_limit=1000, budget_period="month")
+    sent = len(upstream.requests)
+    answers = [client.post(CHAT, json={"model": "local/tiny", "messages": HELLO},
+                           headers={"Authorization": f"Bearer {key.secret}"})]
+    monkeypatch.setattr(FastPath, "takes", lambda self, environ: None)
+    answers.append(client.post(CHAT, json={"model": "local/tiny", "messages": HELLO},
+                               headers={"Authorization": f"Bearer {key.secret}"}))
+    assert passed_on == [1]
+    for answer in answers:
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+        assert answer.get_json()["error"]["code"] == "limits_unavailable"
+    assert len(upstream.requests) == sent
